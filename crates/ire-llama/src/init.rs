@@ -1,0 +1,225 @@
+//! Building a [`Llama`] parameter by parameter: from a seeded initialisation scheme or from
+//! named host tensors (a checkpoint). Every parameter is produced by name, so the values of a
+//! seeded init do not depend on the backend, the device or the order of construction.
+
+use std::sync::Arc;
+
+use burn::module::Param;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Attention, DecoderLayer, Embedding, Linear, Llama, LlamaModel, Mlp, RmsNorm};
+use crate::rope::RopeHost;
+use crate::{LlamaConfig, LlamaError};
+
+/// How fresh weights are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitScheme {
+    /// PyTorch module defaults, what the paper's 229M run used: Linear `U(±1/√fan_in)`,
+    /// Embedding `N(0, 1)`, norms 1.
+    #[default]
+    Torch,
+    /// HF `_init_weights`: Linear and Embedding `N(0, initializer_range)`, norms 1.
+    Hf,
+}
+
+/// The kind of a parameter, which decides its initial distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A `[out, in]` projection.
+    Linear,
+    /// The token embedding.
+    Embedding,
+    /// An RMSNorm scale.
+    Norm,
+}
+
+/// Supplies the values of one parameter: `(name, kind, shape) → row-major f32 values`.
+pub trait ParamSource {
+    /// Values for the parameter `name` of the given shape.
+    fn values(
+        &mut self,
+        name: &str,
+        kind: ParamKind,
+        shape: &[usize],
+    ) -> Result<Vec<f32>, LlamaError>;
+}
+
+/// Seeded random initialisation by [`InitScheme`].
+#[derive(Debug, Clone)]
+pub struct SeededInit {
+    /// Which distribution family.
+    pub scheme: InitScheme,
+    /// Run seed; each parameter's stream is derived from it and the parameter's name.
+    pub seed: u64,
+    /// `initializer_range` of the config (used by [`InitScheme::Hf`]).
+    pub std: f64,
+}
+
+impl ParamSource for SeededInit {
+    fn values(
+        &mut self,
+        name: &str,
+        kind: ParamKind,
+        shape: &[usize],
+    ) -> Result<Vec<f32>, LlamaError> {
+        let n: usize = shape.iter().product();
+        let mut rng = SplitMix64::new(self.seed ^ fnv1a(name.as_bytes()));
+        Ok(match (kind, self.scheme) {
+            (ParamKind::Norm, _) => vec![1.0; n],
+            (ParamKind::Linear, InitScheme::Torch) => {
+                let bound = 1.0 / (shape[1] as f64).sqrt();
+                (0..n)
+                    .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
+            }
+            (ParamKind::Embedding, InitScheme::Torch) => {
+                (0..n).map(|_| rng.normal() as f32).collect()
+            }
+            (_, InitScheme::Hf) => (0..n).map(|_| (rng.normal() * self.std) as f32).collect(),
+        })
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// A freshly initialised model; the same `(config, scheme, seed)` gives the same weights on
+    /// every backend and device.
+    pub fn init(
+        config: &LlamaConfig,
+        scheme: InitScheme,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Self, LlamaError> {
+        let mut source = SeededInit {
+            scheme,
+            seed,
+            std: config.initializer_range,
+        };
+        Self::from_source(config, &mut source, device)
+    }
+
+    /// Builds the model asking `source` for each parameter by its HF name.
+    pub fn from_source(
+        config: &LlamaConfig,
+        source: &mut dyn ParamSource,
+        device: &B::Device,
+    ) -> Result<Self, LlamaError> {
+        config.validate("<config>")?;
+        let d = config.hidden_size;
+        let hd = config.head_dim();
+        let kv = config.num_key_value_heads * hd;
+        let i = config.intermediate_size;
+        let mut linear = |name: String, out: usize, inp: usize| -> Result<Linear<B>, LlamaError> {
+            let name = format!("{name}.weight");
+            let v = source.values(&name, ParamKind::Linear, &[out, inp])?;
+            Ok(Linear {
+                weight: param2(v, [out, inp], device),
+            })
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            let self_attn = Attention {
+                q_proj: linear(format!("{p}.self_attn.q_proj"), d, d)?,
+                k_proj: linear(format!("{p}.self_attn.k_proj"), kv, d)?,
+                v_proj: linear(format!("{p}.self_attn.v_proj"), kv, d)?,
+                o_proj: linear(format!("{p}.self_attn.o_proj"), d, d)?,
+                num_heads: config.num_attention_heads,
+                num_kv_heads: config.num_key_value_heads,
+            };
+            let mlp = Mlp {
+                gate_proj: linear(format!("{p}.mlp.gate_proj"), i, d)?,
+                up_proj: linear(format!("{p}.mlp.up_proj"), i, d)?,
+                down_proj: linear(format!("{p}.mlp.down_proj"), d, i)?,
+            };
+            layers.push((p, self_attn, mlp));
+        }
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(linear("lm_head".into(), config.vocab_size, d)?)
+        };
+        let mut norm = |name: String| -> Result<RmsNorm<B>, LlamaError> {
+            let v = source.values(&format!("{name}.weight"), ParamKind::Norm, &[d])?;
+            Ok(RmsNorm {
+                weight: Param::from_tensor(Tensor::from_data(TensorData::new(v, [d]), device)),
+                eps: config.rms_norm_eps,
+            })
+        };
+        let layers = layers
+            .into_iter()
+            .map(|(p, self_attn, mlp)| {
+                Ok(DecoderLayer {
+                    self_attn,
+                    mlp,
+                    input_layernorm: norm(format!("{p}.input_layernorm"))?,
+                    post_attention_layernorm: norm(format!("{p}.post_attention_layernorm"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, LlamaError>>()?;
+        let final_norm = norm("model.norm".into())?;
+        let embed = source.values(
+            "model.embed_tokens.weight",
+            ParamKind::Embedding,
+            &[config.vocab_size, d],
+        )?;
+        Ok(Llama {
+            model: LlamaModel {
+                embed_tokens: Embedding {
+                    weight: param2(embed, [config.vocab_size, d], device),
+                },
+                layers,
+                norm: final_norm,
+            },
+            lm_head,
+            config: config.clone(),
+            rope: Arc::new(RopeHost::new(
+                hd,
+                config.max_position_embeddings,
+                config.rope_theta,
+            )),
+        })
+    }
+}
+
+fn param2<B: Backend>(v: Vec<f32>, shape: [usize; 2], device: &B::Device) -> Param<Tensor<B, 2>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(v, shape), device))
+}
+
+/// FNV-1a, to derive a per-parameter seed from its name.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// SplitMix64: a tiny generator whose output is fixed forever (no dependency whose stream could
+/// change with a version bump), good enough for weight initialisation.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal by Box–Muller.
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.unit(); // (0, 1]
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
