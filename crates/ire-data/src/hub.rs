@@ -1,0 +1,449 @@
+//! Hugging Face hub access: list and fetch repo files through the standard HF cache.
+//!
+//! Online, files come through `hf-hub` (resumable downloads, progress bars, `HF_TOKEN` or the
+//! token file for gated repos) into the cache shared with Python's `huggingface_hub`:
+//! `$HF_HOME/hub/datasets--Org--Name/{refs/<revision>, snapshots/<commit>/<file>, blobs/}`.
+//! With `HF_HUB_OFFLINE=1` nothing touches the network: the revision is resolved through
+//! `refs/<revision>` and files are read from `snapshots/<commit>/`, which is also how files
+//! are listed. Anything missing gives one [`DataError::Offline`] that says how to fetch it.
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::{Api, ApiBuilder};
+use hf_hub::{Cache, Repo, RepoType};
+use tracing::{info, warn};
+
+use crate::error::{DataError, Result};
+
+/// Kind of hub repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    /// A model repo (`models--…` in the cache).
+    Model,
+    /// A dataset repo (`datasets--…` in the cache).
+    Dataset,
+}
+
+/// A repo at a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRepo {
+    /// `org/name`.
+    pub id: String,
+    /// Model or dataset.
+    pub kind: RepoKind,
+    /// Branch, tag, `refs/pr/N` or a 40-hex commit.
+    pub revision: String,
+}
+
+impl HubRepo {
+    /// A dataset repo at `revision`.
+    pub fn dataset(id: &str, revision: &str) -> Self {
+        HubRepo {
+            id: id.into(),
+            kind: RepoKind::Dataset,
+            revision: revision.into(),
+        }
+    }
+
+    /// A model repo at `revision`.
+    pub fn model(id: &str, revision: &str) -> Self {
+        HubRepo {
+            id: id.into(),
+            kind: RepoKind::Model,
+            revision: revision.into(),
+        }
+    }
+
+    /// Folder of this repo in the cache: `datasets--Org--Name` / `models--Org--Name`.
+    pub fn cache_folder(&self) -> String {
+        let prefix = match self.kind {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        };
+        format!("{prefix}--{}", self.id.replace('/', "--"))
+    }
+
+    /// "dataset Org/Name" for messages.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            RepoKind::Model => format!("model {}", self.id),
+            RepoKind::Dataset => format!("dataset {}", self.id),
+        }
+    }
+
+    /// A `huggingface-cli download` command that puts `include` (globs) of this repo in the cache.
+    pub fn download_command(&self, include: &[String]) -> String {
+        let mut cmd = String::from("huggingface-cli download");
+        if self.kind == RepoKind::Dataset {
+            cmd.push_str(" --repo-type dataset");
+        }
+        cmd.push(' ');
+        cmd.push_str(&self.id);
+        if self.revision != "main" {
+            cmd.push_str(&format!(" --revision {}", self.revision));
+        }
+        for pat in include {
+            cmd.push_str(&format!(" --include '{pat}'"));
+        }
+        cmd
+    }
+
+    fn hf(&self) -> Repo {
+        let kind = match self.kind {
+            RepoKind::Model => RepoType::Model,
+            RepoKind::Dataset => RepoType::Dataset,
+        };
+        Repo::with_revision(self.id.clone(), kind, self.revision.clone())
+    }
+}
+
+/// How to reach the hub; [`HubOptions::from_env`] reads the usual `HF_*` variables.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    /// The hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+    pub cache_dir: PathBuf,
+    /// Never use the network (`HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Access token (`HF_TOKEN`; else `hf-hub` reads `$HF_HOME/token`).
+    pub token: Option<String>,
+    /// Hub URL (`HF_ENDPOINT`), default `https://huggingface.co`.
+    pub endpoint: Option<String>,
+    /// Show download progress bars (they stay hidden when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl HubOptions {
+    /// Options from `HF_HUB_CACHE`, `HF_HOME`, `HF_HUB_OFFLINE`, `HF_TOKEN`, `HF_ENDPOINT`.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let cache_dir = if let Some(c) = var("HF_HUB_CACHE") {
+            PathBuf::from(c)
+        } else if let Some(h) = var("HF_HOME") {
+            PathBuf::from(h).join("hub")
+        } else if let Some(home) = var("HOME") {
+            PathBuf::from(home).join(".cache/huggingface/hub")
+        } else {
+            PathBuf::from(".cache/huggingface/hub")
+        };
+        let offline = var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        HubOptions {
+            cache_dir,
+            offline,
+            token: var("HF_TOKEN"),
+            endpoint: var("HF_ENDPOINT"),
+            progress: true,
+        }
+    }
+
+    /// Offline options over `cache_dir` (tests, air-gapped machines).
+    pub fn offline(cache_dir: impl Into<PathBuf>) -> Self {
+        HubOptions {
+            cache_dir: cache_dir.into(),
+            offline: true,
+            token: None,
+            endpoint: None,
+            progress: false,
+        }
+    }
+}
+
+/// A repo's file list at one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoListing {
+    /// The repo and the revision asked for.
+    pub repo: HubRepo,
+    /// The commit the revision resolved to.
+    pub commit: String,
+    /// Repo-relative paths with `/` separators, sorted.
+    pub files: Vec<String>,
+}
+
+/// Hub client over the HF cache; offline or online per [`HubOptions`].
+pub struct Hub {
+    opts: HubOptions,
+    api: Option<Api>,
+}
+
+impl Hub {
+    /// A client; builds no network connection when offline.
+    pub fn new(opts: HubOptions) -> Result<Self> {
+        let api = if opts.offline {
+            None
+        } else {
+            let mut b = ApiBuilder::from_cache(Cache::new(opts.cache_dir.clone()))
+                .with_progress(opts.progress)
+                .with_retries(3);
+            if opts.token.is_some() {
+                b = b.with_token(opts.token.clone());
+            }
+            if let Some(e) = &opts.endpoint {
+                b = b.with_endpoint(e.clone());
+            }
+            Some(b.build().map_err(|e| DataError::Hub {
+                repo: "hub".into(),
+                revision: String::new(),
+                action: "creating the HTTP client".into(),
+                message: e.to_string(),
+            })?)
+        };
+        Ok(Hub { opts, api })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &HubOptions {
+        &self.opts
+    }
+
+    /// Lists the repo's files at its revision (from the cache when offline).
+    ///
+    /// Online, a failed listing falls back to a cached snapshot of the same revision (with
+    /// a warning) so that a flaky network does not stop a run whose files are all cached.
+    pub fn list(&self, repo: &HubRepo) -> Result<RepoListing> {
+        let Some(api) = &self.api else {
+            return list_cached(&self.opts.cache_dir, repo);
+        };
+        match api.repo(repo.hf()).info() {
+            Ok(info) => {
+                let mut files: Vec<String> =
+                    info.siblings.into_iter().map(|s| s.rfilename).collect();
+                files.sort();
+                Ok(RepoListing {
+                    repo: repo.clone(),
+                    commit: info.sha,
+                    files,
+                })
+            }
+            Err(e) => match list_cached(&self.opts.cache_dir, repo) {
+                Ok(cached) => {
+                    warn!(repo = %repo.id, revision = %repo.revision, error = %e,
+                        "listing the repo failed; using the cached snapshot {}", cached.commit);
+                    Ok(cached)
+                }
+                Err(_) => Err(DataError::Hub {
+                    repo: repo.describe(),
+                    revision: repo.revision.clone(),
+                    action: "listing files".into(),
+                    message: hint(&e.to_string()),
+                }),
+            },
+        }
+    }
+
+    /// Local path of `file` at the listed commit, downloading it into the cache if needed.
+    pub fn get(&self, listing: &RepoListing, file: &str) -> Result<PathBuf> {
+        let repo = &listing.repo;
+        let cached = snapshot_dir(&self.opts.cache_dir, repo, &listing.commit).join(file);
+        if cached.is_file() {
+            return Ok(cached);
+        }
+        let Some(api) = &self.api else {
+            return Err(DataError::Offline {
+                repo: repo.describe(),
+                revision: repo.revision.clone(),
+                cache: self.opts.cache_dir.clone(),
+                missing: format!("file {file} of snapshot {}", listing.commit),
+                command: repo.download_command(&[file.to_string()]),
+            });
+        };
+        info!(repo = %repo.id, file, "downloading");
+        api.repo(repo.hf())
+            .download(file)
+            .map_err(|e| DataError::Hub {
+                repo: repo.describe(),
+                revision: repo.revision.clone(),
+                action: format!("downloading {file}"),
+                message: hint(&e.to_string()),
+            })
+    }
+}
+
+fn hint(msg: &str) -> String {
+    if msg.contains("401") || msg.contains("403") {
+        format!(
+            "{msg} (gated or private repo: set HF_TOKEN, or log in with `huggingface-cli login`)"
+        )
+    } else {
+        format!("{msg} (no network? with the files cached, set HF_HUB_OFFLINE=1)")
+    }
+}
+
+/// `<cache>/<repo folder>/snapshots/<commit>`.
+pub fn snapshot_dir(cache_dir: &Path, repo: &HubRepo, commit: &str) -> PathBuf {
+    cache_dir
+        .join(repo.cache_folder())
+        .join("snapshots")
+        .join(commit)
+}
+
+fn is_commit_hash(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Resolves `repo.revision` to a commit through `refs/<revision>` in the cache.
+pub fn cached_commit(cache_dir: &Path, repo: &HubRepo) -> Result<String> {
+    if is_commit_hash(&repo.revision) {
+        return Ok(repo.revision.clone());
+    }
+    let offline = |missing: String| DataError::Offline {
+        repo: repo.describe(),
+        revision: repo.revision.clone(),
+        cache: cache_dir.to_path_buf(),
+        missing,
+        command: repo.download_command(&[]),
+    };
+    let ref_path = cache_dir
+        .join(repo.cache_folder())
+        .join("refs")
+        .join(&repo.revision);
+    let commit = std::fs::read_to_string(&ref_path)
+        .map_err(|_| offline(format!("no ref file {}", ref_path.display())))?;
+    let commit = commit.trim().to_string();
+    if !is_commit_hash(&commit) {
+        return Err(offline(format!(
+            "ref file {} holds `{commit}`, not a 40-hex commit",
+            ref_path.display()
+        )));
+    }
+    Ok(commit)
+}
+
+/// Lists the cached snapshot of `repo.revision` (walks `snapshots/<commit>/`).
+pub fn list_cached(cache_dir: &Path, repo: &HubRepo) -> Result<RepoListing> {
+    let commit = cached_commit(cache_dir, repo)?;
+    let dir = snapshot_dir(cache_dir, repo, &commit);
+    if !dir.is_dir() {
+        return Err(DataError::Offline {
+            repo: repo.describe(),
+            revision: repo.revision.clone(),
+            cache: cache_dir.to_path_buf(),
+            missing: format!("no snapshot folder {}", dir.display()),
+            command: repo.download_command(&[]),
+        });
+    }
+    let mut files = Vec::new();
+    walk(&dir, &dir, &mut files)?;
+    files.sort();
+    Ok(RepoListing {
+        repo: repo.clone(),
+        commit,
+        files,
+    })
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "listing", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| DataError::io(dir, "listing", e))?;
+        let path = entry.path();
+        // metadata() follows the snapshot symlinks into blobs/; a dangling link is skipped.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else if meta.is_file() {
+            if let Ok(rel) = path.strip_prefix(root) {
+                let parts: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Glob match where `*` matches any run of characters except `/`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => {
+                let mut i = 0;
+                loop {
+                    if rec(rest, &n[i..]) {
+                        return true;
+                    }
+                    if i == n.len() || n[i] == b'/' {
+                        return false;
+                    }
+                    i += 1;
+                }
+            }
+            Some((c, rest)) => n.first() == Some(c) && rec(rest, &n[1..]),
+        }
+    }
+    rec(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Files of `listing` matching `pattern`, sorted; [`DataError::NoMatchingFiles`] if none.
+pub fn matching(listing: &RepoListing, pattern: &str) -> Result<Vec<String>> {
+    let found: Vec<String> = listing
+        .files
+        .iter()
+        .filter(|f| glob_match(pattern, f))
+        .cloned()
+        .collect();
+    if found.is_empty() {
+        let sample: Vec<&str> = listing.files.iter().take(5).map(|s| s.as_str()).collect();
+        return Err(DataError::NoMatchingFiles {
+            source_name: format!(
+                "{}@{} ({})",
+                listing.repo.id, listing.repo.revision, listing.commit
+            ),
+            pattern: pattern.into(),
+            count: listing.files.len(),
+            sample: if sample.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", sample.join(", "))
+            },
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_star_stays_within_one_folder() {
+        assert!(glob_match(
+            "data/train-*.parquet",
+            "data/train-00000-of-00002-a1b2.parquet"
+        ));
+        assert!(!glob_match(
+            "data/train-*.parquet",
+            "data/validation-00000.parquet"
+        ));
+        assert!(!glob_match(
+            "data/train-*.parquet",
+            "data/train-x/y.parquet"
+        ));
+        assert!(glob_match("*/train-*", "plain_text/train-0001.parquet"));
+        assert!(!glob_match("train-*.parquet", "data/train-1.parquet"));
+    }
+
+    #[test]
+    fn cache_folder_and_command_follow_huggingface_hub() {
+        let r = HubRepo::dataset("Salesforce/wikitext", "main");
+        assert_eq!(r.cache_folder(), "datasets--Salesforce--wikitext");
+        assert_eq!(
+            r.download_command(&["wikitext-103-raw-v1/*".into()]),
+            "huggingface-cli download --repo-type dataset Salesforce/wikitext --include 'wikitext-103-raw-v1/*'"
+        );
+        let o = HubRepo::dataset("Skylion007/openwebtext", "refs/pr/20");
+        assert_eq!(
+            o.download_command(&[]),
+            "huggingface-cli download --repo-type dataset Skylion007/openwebtext --revision refs/pr/20"
+        );
+        assert_eq!(
+            HubRepo::model("openai-community/gpt2", "main").cache_folder(),
+            "models--openai-community--gpt2"
+        );
+    }
+}
