@@ -111,21 +111,24 @@ impl LlamaConfig {
                 return Err(bad(field, "0".into(), "a positive integer"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(bad(
                 "num_attention_heads",
                 self.num_attention_heads.to_string(),
                 &format!("a divisor of hidden_size ({})", self.hidden_size),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(bad(
                 "num_attention_heads",
                 self.num_attention_heads.to_string(),
                 "a value giving an even head_dim (RoPE rotates pairs)",
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(bad(
                 "num_key_value_heads",
                 self.num_key_value_heads.to_string(),
@@ -135,18 +138,15 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if !(self.rms_norm_eps > 0.0) {
-            return Err(bad("rms_norm_eps", self.rms_norm_eps.to_string(), "> 0"));
-        }
-        if !(self.rope_theta > 0.0) {
-            return Err(bad("rope_theta", self.rope_theta.to_string(), "> 0"));
-        }
-        if !(self.initializer_range > 0.0) {
-            return Err(bad(
-                "initializer_range",
-                self.initializer_range.to_string(),
-                "> 0",
-            ));
+        // Written so that NaN fails too.
+        for (field, value) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+            ("initializer_range", self.initializer_range),
+        ] {
+            if value.is_nan() || value <= 0.0 {
+                return Err(bad(field, value.to_string(), "> 0"));
+            }
         }
         Ok(())
     }

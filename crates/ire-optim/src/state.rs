@@ -1,0 +1,246 @@
+//! Saving and restoring the optimizer state bit-exactly with a checkpoint.
+//!
+//! Two files in the checkpoint directory, each written atomically:
+//! - `optimizer.safetensors`: per parameter NAME (HF dotted names, not Burn `ParamId`s, which
+//!   change when a model is reloaded) `<name>.exp_avg` and `<name>.exp_avg_sq` (F32, the
+//!   parameter's shape) and, when a mask exists, `<name>.mask` (U8, 0/1);
+//! - `optimizer.json`: format tag, the resolved config, the start step, per-parameter step
+//!   counts, the number of mask refreshes, and τ (as f32 bits) and the mask fraction.
+//!
+//! The GNB labels are a pure function of (seed, iteration, global sample index) ([`crate::gnb_seed`]),
+//! all of which the trainer restores, so no generator state needs saving.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::admire::{MaskStats, Optimizer, ParamState};
+use crate::config::OptimConfig;
+use crate::OptimError;
+
+/// Tensor file of the optimizer state.
+pub const STATE_TENSORS_FILE: &str = "optimizer.safetensors";
+/// JSON file of the optimizer state.
+pub const STATE_JSON_FILE: &str = "optimizer.json";
+const FORMAT: &str = "ire-optim-state/1";
+const EXP_AVG: &str = ".exp_avg";
+const EXP_AVG_SQ: &str = ".exp_avg_sq";
+const MASK: &str = ".mask";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateJson {
+    /// Always [`FORMAT`].
+    format: String,
+    /// The config the state was written with (informative; the caller's config is kept).
+    config: OptimConfig,
+    /// T_s.
+    start: usize,
+    /// Number of mask refreshes so far.
+    refreshes: u64,
+    /// τ of the last refresh as f32 bits (exact, and NaN/inf survive JSON).
+    mask_threshold_bits: Option<u32>,
+    /// τ for humans (null when not finite).
+    mask_threshold: Option<f32>,
+    /// Mask fraction of the last refresh.
+    mask_fraction: Option<f64>,
+    /// Steps taken per parameter name.
+    steps: BTreeMap<String, u64>,
+}
+
+fn f32_bytes(data: TensorData) -> Vec<u8> {
+    data.convert::<f32>()
+        .into_vec::<f32>()
+        .expect("converted to f32 just above")
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect()
+}
+
+impl<B: AutodiffBackend> Optimizer<B> {
+    /// Writes `optimizer.safetensors` and `optimizer.json` into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), OptimError> {
+        std::fs::create_dir_all(dir).map_err(|source| OptimError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
+        for (name, s) in &self.params {
+            tensors.push((
+                format!("{name}{EXP_AVG}"),
+                s.shape.clone(),
+                Dtype::F32,
+                f32_bytes(s.exp_avg.to_data()),
+            ));
+            tensors.push((
+                format!("{name}{EXP_AVG_SQ}"),
+                s.shape.clone(),
+                Dtype::F32,
+                f32_bytes(s.exp_avg_sq.to_data()),
+            ));
+        }
+        for (name, m) in &self.masks {
+            let bytes: Vec<u8> = m
+                .clone()
+                .int()
+                .into_data()
+                .convert::<i64>()
+                .into_vec::<i64>()
+                .expect("converted to i64 just above")
+                .into_iter()
+                .map(|x| u8::from(x != 0))
+                .collect();
+            let shape = self
+                .params
+                .get(name)
+                .map_or_else(|| vec![bytes.len()], |s| s.shape.clone());
+            tensors.push((format!("{name}{MASK}"), shape, Dtype::U8, bytes));
+        }
+        let file = dir.join(STATE_TENSORS_FILE);
+        let views = tensors
+            .iter()
+            .map(|(name, shape, dtype, bytes)| {
+                let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .expect("byte length equals element count × dtype size by construction");
+                (name.clone(), view)
+            })
+            .collect::<Vec<_>>();
+        let bytes = safetensors::serialize(views, None).map_err(|e| OptimError::Safetensors {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        ire_llama::write_atomic(&file, &bytes)?;
+
+        let json = StateJson {
+            format: FORMAT.to_string(),
+            config: self.cfg.clone(),
+            start: self.start,
+            refreshes: self.refreshes,
+            mask_threshold_bits: self.stats.map(|s| s.threshold.to_bits()),
+            mask_threshold: self.stats.map(|s| s.threshold).filter(|t| t.is_finite()),
+            mask_fraction: self.stats.map(|s| s.fraction),
+            steps: self
+                .params
+                .iter()
+                .map(|(n, s)| (n.clone(), s.step))
+                .collect(),
+        };
+        let text = serde_json::to_string_pretty(&json).expect("the state JSON always serializes");
+        ire_llama::write_atomic(&dir.join(STATE_JSON_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Replaces this optimizer's state with the one saved in `dir`, on `device`. The
+    /// optimizer's own config and start step are kept (the run's TOML is the source of truth);
+    /// moments, step counts, masks, the refresh count, τ and the fraction come from the file.
+    pub fn load(&mut self, dir: &Path, device: &B::Device) -> Result<(), OptimError> {
+        let json_file = dir.join(STATE_JSON_FILE);
+        let text = std::fs::read_to_string(&json_file).map_err(|source| OptimError::Io {
+            path: json_file.clone(),
+            source,
+        })?;
+        let json: StateJson = serde_json::from_str(&text).map_err(|e| OptimError::Json {
+            file: json_file.clone(),
+            message: e.to_string(),
+        })?;
+        if json.format != FORMAT {
+            return Err(OptimError::Json {
+                file: json_file,
+                message: format!("format is `{}`, expected `{FORMAT}`", json.format),
+            });
+        }
+        let file = dir.join(STATE_TENSORS_FILE);
+        let bytes = std::fs::read(&file).map_err(|source| OptimError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| OptimError::Safetensors {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let bad = |tensor: &str, message: String| OptimError::StateTensor {
+            file: file.clone(),
+            tensor: tensor.to_string(),
+            message,
+        };
+        let read = |tensor: &str, dtype: Dtype| -> Result<(Vec<usize>, &[u8]), OptimError> {
+            let view = st.tensor(tensor).map_err(|e| bad(tensor, e.to_string()))?;
+            if view.dtype() != dtype {
+                return Err(bad(
+                    tensor,
+                    format!("dtype {:?}, expected {dtype:?}", view.dtype()),
+                ));
+            }
+            Ok((view.shape().to_vec(), view.data()))
+        };
+
+        let mut params = BTreeMap::new();
+        for (name, &step) in &json.steps {
+            let (shape, m) = read(&format!("{name}{EXP_AVG}"), Dtype::F32)?;
+            let (shape_v, v) = read(&format!("{name}{EXP_AVG_SQ}"), Dtype::F32)?;
+            if shape_v != shape {
+                return Err(bad(
+                    &format!("{name}{EXP_AVG_SQ}"),
+                    format!("shape {shape_v:?}, but exp_avg has {shape:?}"),
+                ));
+            }
+            let n = shape.iter().product::<usize>();
+            let floats = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            };
+            let state = ParamState {
+                exp_avg: Tensor::from_data(TensorData::new(floats(m), [n]), device),
+                exp_avg_sq: Tensor::from_data(TensorData::new(floats(v), [n]), device),
+                step,
+                shape,
+            };
+            params.insert(name.clone(), state);
+        }
+        let mut masks = BTreeMap::new();
+        for tensor in st.names() {
+            let Some(name) = tensor.strip_suffix(MASK) else {
+                continue;
+            };
+            let (shape, data) = read(tensor, Dtype::U8)?;
+            if let Some(s) = params.get(name) {
+                if s.shape != shape {
+                    return Err(bad(
+                        tensor,
+                        format!("shape {shape:?}, but the Adam state has {:?}", s.shape),
+                    ));
+                }
+            }
+            let bools: Vec<bool> = data.iter().map(|&b| b != 0).collect();
+            let n = bools.len();
+            masks.insert(
+                name.to_string(),
+                Tensor::from_data(TensorData::new(bools, [n]), device),
+            );
+        }
+
+        if json.start != self.start {
+            tracing::warn!(
+                saved = json.start,
+                current = self.start,
+                "optimizer start step differs from the checkpoint's; keeping the current one"
+            );
+        }
+        self.refreshes = json.refreshes;
+        self.stats = match (json.mask_threshold_bits, json.mask_fraction) {
+            (Some(bits), Some(fraction)) => Some(MaskStats {
+                threshold: f32::from_bits(bits),
+                fraction,
+            }),
+            _ => None,
+        };
+        self.params = params;
+        self.masks = masks;
+        Ok(())
+    }
+}
