@@ -1,1 +1,63 @@
-fn main() {}
+//! `ire`: pretrain Llama models with AdmIRE or AdamW, from a TOML config.
+//!
+//! The binary is thin: it parses the command line, sets up logging, and hands each subcommand
+//! to a function in `cmd/` that calls the library crates. Errors come back as `anyhow` chains
+//! and are printed as one message with its causes.
+
+mod backend;
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Pretrain Llama language models with AdmIRE (Wang et al., NeurIPS 2024) or AdamW.
+#[derive(Parser, Debug)]
+#[command(name = "ire", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a freshly initialised model in Hugging Face format.
+    Init(cmd::init::Args),
+    /// Print the mean next-token loss and the first logits of a model on given tokens (JSON).
+    Score(cmd::score::Args),
+    /// Train (or resume) a run from a TOML config; default configs/tiny-admire.toml.
+    Train(cmd::train::Args),
+    /// Tokenize a config's dataset into shards (done automatically by train).
+    Prepare(cmd::prepare::Args),
+    /// Plot runs' loss curves and print the speed-up table.
+    Compare(cmd::compare::Args),
+    /// Export a run's checkpoint as a Hugging Face folder.
+    Export(cmd::export::Args),
+    /// The paper's toy example (Fig. 1): GD vs IRE on L(u,v) = (1+u^2)v^2/2.
+    Toy(cmd::toy::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => cmd::init::run(args),
+        Command::Score(args) => cmd::score::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Prepare(args) => cmd::prepare::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Toy(args) => cmd::toy::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

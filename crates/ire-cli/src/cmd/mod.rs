@@ -1,0 +1,9 @@
+//! One module per `ire` subcommand.
+
+pub mod compare;
+pub mod export;
+pub mod init;
+pub mod prepare;
+pub mod score;
+pub mod toy;
+pub mod train;

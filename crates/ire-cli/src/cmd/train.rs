@@ -1,0 +1,81 @@
+//! `ire train`: run (or resume) a training run from a TOML config.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ire_train::{RunConfig, TrainOptions};
+
+/// The config the README's main command uses: AdmIRE on the embedded corpus, `tiny` model.
+pub const DEFAULT_CONFIG: &str = "configs/tiny-admire.toml";
+
+/// Arguments of `ire train`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Run config (TOML). Default: configs/tiny-admire.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. --set optim.kappa=2 --set run.dir=runs/k2 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Resume the run in this directory from its newest checkpoint (uses its saved config).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    resume: Option<PathBuf>,
+    /// Stop with a checkpoint after this many steps (the schedule still spans schedule.total).
+    #[arg(long)]
+    stop_at: Option<usize>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Runs `ire train`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (path, resume) = match &args.resume {
+        Some(dir) => (dir.join(ire_train::checkpoint::RUN_CONFIG_FILE), true),
+        None => (
+            args.config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+            false,
+        ),
+    };
+    let mut overrides = args.set.clone();
+    if let Some(dir) = &args.resume {
+        // The saved config may carry a relative run.dir; trust the directory we were given.
+        overrides.push(format!("run.dir={:?}", dir.display().to_string()));
+    }
+    let cfg = RunConfig::load(&path, &overrides)
+        .with_context(|| format!("reading the run config {}", path.display()))?;
+    let devices = crate::backend::parse_devices(&cfg.run.devices)?;
+    let peak = cfg
+        .metrics
+        .peak_flops
+        .unwrap_or(crate::backend::DEFAULT_PEAK_FLOPS);
+    ire_train::install_ctrlc_handler();
+    let opts = TrainOptions {
+        resume,
+        stop_at: args.stop_at,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let run_dir = cfg.run.dir.clone();
+    let summary = ire_train::train::<crate::backend::TrainBackend>(cfg, devices, opts, peak)?;
+    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{} after {} steps: train loss {}, val loss {}; checkpoint {}; metrics {}",
+        if summary.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
+        summary.steps,
+        fmt(summary.train_loss),
+        fmt(summary.val_loss),
+        summary
+            .checkpoint
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into()),
+        run_dir.join("metrics.jsonl").display()
+    );
+    Ok(())
+}

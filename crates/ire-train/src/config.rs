@@ -1,0 +1,329 @@
+//! The run config: one TOML file per run, one section per component. Each section is a struct
+//! owned by the crate that uses it (`[data]` → `ire_data`, `[optim]`/`[schedule]` → `ire_optim`);
+//! this file joins them, applies `--set key=value` overrides, and validates the whole.
+
+use std::path::{Path, PathBuf};
+
+use ire_llama::{InitScheme, LlamaConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// A whole training run, as read from `configs/*.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name, directory, seed and devices of the run.
+    pub run: RunSection,
+    /// Model shape: a preset plus overrides.
+    pub model: ModelSection,
+    /// Dataset and tokenizer.
+    #[serde(default)]
+    pub data: ire_data::DataConfig,
+    /// Optimizer (AdamW or AdmIRE) and its hyperparameters.
+    pub optim: ire_optim::OptimConfig,
+    /// Learning-rate schedule and the number of steps.
+    pub schedule: ire_optim::ScheduleConfig,
+    /// Batch shape.
+    pub batch: BatchSection,
+    /// Periodic evaluation.
+    #[serde(default)]
+    pub eval: EvalSection,
+    /// Periodic checkpoints.
+    #[serde(default)]
+    pub checkpoint: CheckpointSection,
+    /// Logging.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[run]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Human-readable name, used in logs and plots.
+    pub name: String,
+    /// Run directory (metrics, checkpoints, resolved config). Relative paths are relative to
+    /// the current directory.
+    pub dir: PathBuf,
+    /// Seed for initialisation, data order and the GNB label sampling.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// One model replica per entry; gradients are averaged across them (data parallel).
+    /// `"cpu"` on the CPU build, `"cuda:N"` on the CUDA build.
+    #[serde(default = "default_devices")]
+    pub devices: Vec<String>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_devices() -> Vec<String> {
+    vec!["cpu".into()]
+}
+
+/// `[model]`: a preset, optionally with individual fields replaced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `tiny`, `60m`, `119m` or `229m`.
+    pub preset: String,
+    /// Initialisation: `torch` (PyTorch defaults, the paper's) or `hf` (normal(0, 0.02)).
+    #[serde(default)]
+    pub init: InitScheme,
+    /// Replaces the preset's vocabulary size (must cover the tokenizer's).
+    pub vocab_size: Option<usize>,
+    /// Replaces the preset's width.
+    pub hidden_size: Option<usize>,
+    /// Replaces the preset's MLP width.
+    pub intermediate_size: Option<usize>,
+    /// Replaces the preset's depth.
+    pub num_hidden_layers: Option<usize>,
+    /// Replaces the preset's head count.
+    pub num_attention_heads: Option<usize>,
+    /// Replaces the preset's kv head count (grouped-query attention).
+    pub num_key_value_heads: Option<usize>,
+    /// Replaces the preset's context length.
+    pub max_position_embeddings: Option<usize>,
+    /// Ties lm_head to the embedding.
+    pub tie_word_embeddings: Option<bool>,
+}
+
+impl ModelSection {
+    /// The preset with the overrides applied, validated.
+    pub fn resolve(&self) -> Result<LlamaConfig, TrainError> {
+        let mut c = LlamaConfig::preset(&self.preset)
+            .map_err(|e| TrainError::config("model.preset", e.to_string()))?;
+        let set = |dst: &mut usize, v: Option<usize>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut c.vocab_size, self.vocab_size);
+        set(&mut c.hidden_size, self.hidden_size);
+        set(&mut c.intermediate_size, self.intermediate_size);
+        set(&mut c.num_hidden_layers, self.num_hidden_layers);
+        set(&mut c.num_attention_heads, self.num_attention_heads);
+        let heads_changed = self.num_attention_heads.is_some();
+        match self.num_key_value_heads {
+            Some(kv) => c.num_key_value_heads = kv,
+            None if heads_changed => c.num_key_value_heads = c.num_attention_heads,
+            None => {}
+        }
+        set(&mut c.max_position_embeddings, self.max_position_embeddings);
+        if let Some(t) = self.tie_word_embeddings {
+            c.tie_word_embeddings = t;
+        }
+        c.validate("[model]")
+            .map_err(|e| TrainError::config("model", e.to_string()))?;
+        Ok(c)
+    }
+}
+
+/// `[batch]`: the global batch is `micro_batch × grad_accum × devices` sequences.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    /// Sequences per forward/backward on one device.
+    pub micro_batch: usize,
+    /// Micro-batches accumulated per optimizer step on each device.
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    /// Tokens per sequence; defaults to the model's `max_position_embeddings`.
+    pub seq_len: Option<usize>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `[eval]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Evaluate every this many steps (and at the last step); 0 disables periodic evaluation.
+    #[serde(default = "default_eval_interval")]
+    pub interval: usize,
+    /// Number of fixed validation windows (the same ones at every evaluation).
+    #[serde(default = "default_eval_windows")]
+    pub windows: usize,
+}
+
+fn default_eval_interval() -> usize {
+    50
+}
+fn default_eval_windows() -> usize {
+    32
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            interval: default_eval_interval(),
+            windows: default_eval_windows(),
+        }
+    }
+}
+
+/// `[checkpoint]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSection {
+    /// Save every this many steps (and at the end, and on Ctrl-C); 0 saves only at the end.
+    #[serde(default = "default_ckpt_interval")]
+    pub interval: usize,
+    /// How many of the newest checkpoints to keep.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_ckpt_interval() -> usize {
+    100
+}
+fn default_keep() -> usize {
+    3
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        Self {
+            interval: default_ckpt_interval(),
+            keep: default_keep(),
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Write a train line to metrics.jsonl every this many steps.
+    #[serde(default = "one")]
+    pub log_interval: usize,
+    /// Peak FLOP/s of one device for the MFU estimate; by default 3e11 on CPU (2-core fp32 GEMM
+    /// peak measured here) and 4.95e14 on CUDA (H100 TF32 dense).
+    pub peak_flops: Option<f64>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            log_interval: 1,
+            peak_flops: None,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a config file, applies `overrides` (`key.path=value`, the value in TOML syntax or a
+    /// bare string), and validates it. Every error names the file and the key.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// As [`RunConfig::load`] from text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self, TrainError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| TrainError::Config {
+            key: origin.to_string(),
+            message: e.message().to_string(),
+        })?;
+        for item in overrides {
+            apply_override(&mut value, item)?;
+        }
+        // serde_path_to_error names the key at fault (`optim.kappa`), which toml's own error
+        // loses once overrides have turned the text into a tree.
+        let cfg: RunConfig =
+            serde_path_to_error::deserialize(value).map_err(|e| TrainError::Config {
+                key: format!("{origin}: {}", e.path()),
+                message: e.inner().message().to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let model = self.model.resolve()?;
+        if self.run.devices.is_empty() {
+            return Err(TrainError::config(
+                "run.devices",
+                "at least one device, e.g. [\"cpu\"]",
+            ));
+        }
+        if self.batch.micro_batch == 0 {
+            return Err(TrainError::config(
+                "batch.micro_batch",
+                "a positive integer",
+            ));
+        }
+        if self.batch.grad_accum == 0 {
+            return Err(TrainError::config("batch.grad_accum", "a positive integer"));
+        }
+        if self.seq_len(&model) == 0 {
+            return Err(TrainError::config("batch.seq_len", "a positive integer"));
+        }
+        if self.checkpoint.keep == 0 {
+            return Err(TrainError::config("checkpoint.keep", "at least 1"));
+        }
+        if self.metrics.log_interval == 0 {
+            return Err(TrainError::config("metrics.log_interval", "at least 1"));
+        }
+        self.schedule
+            .build()
+            .map_err(|e| TrainError::config("schedule", e.to_string()))?;
+        self.optim
+            .validate()
+            .map_err(|e| TrainError::config("optim", e.to_string()))?;
+        self.data
+            .validate()
+            .map_err(|e| TrainError::config("data", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Tokens per sequence.
+    pub fn seq_len(&self, model: &LlamaConfig) -> usize {
+        self.batch.seq_len.unwrap_or(model.max_position_embeddings)
+    }
+
+    /// Sequences per optimizer step over all devices.
+    pub fn global_batch(&self) -> usize {
+        self.batch.micro_batch * self.batch.grad_accum * self.run.devices.len()
+    }
+
+    /// The config as TOML text (saved in the run directory and in every checkpoint).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serializes to TOML")
+    }
+}
+
+/// Applies one `a.b.c=value` override to a TOML tree.
+fn apply_override(root: &mut toml::Value, item: &str) -> Result<(), TrainError> {
+    let (key, raw) = item.split_once('=').ok_or_else(|| TrainError::Config {
+        key: item.to_string(),
+        message: "an override must look like section.key=value".into(),
+    })?;
+    let key = key.trim();
+    // Parse the value as TOML (numbers, booleans, arrays, quoted strings); else a bare string.
+    let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut node = root;
+    for part in &parts[..parts.len() - 1] {
+        let table = node.as_table_mut().ok_or_else(|| TrainError::Config {
+            key: key.to_string(),
+            message: format!("`{part}` is inside a value that is not a table"),
+        })?;
+        node = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    let table = node.as_table_mut().ok_or_else(|| TrainError::Config {
+        key: key.to_string(),
+        message: "the parent of this key is not a table".into(),
+    })?;
+    table.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

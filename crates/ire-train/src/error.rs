@@ -1,0 +1,87 @@
+//! Errors of the trainer: config keys, run directories, checkpoints, numerics, each naming what
+//! is at fault and what to do.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A config key has a bad value.
+    #[error("{key}: {message}")]
+    Config {
+        /// The key path, e.g. `configs/tiny.toml: optim.kappa`.
+        key: String,
+        /// What is expected there.
+        message: String,
+    },
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A checkpoint or run directory is unusable.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The checkpoint or run directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("non-finite training loss ({loss}) at step {step}; the run stopped without saving. {last_good}")]
+    NonFinite {
+        /// The step whose loss was not finite.
+        step: usize,
+        /// The loss value.
+        loss: f32,
+        /// Where the last good checkpoint is.
+        last_good: String,
+    },
+    /// From the model crate.
+    #[error(transparent)]
+    Model(#[from] ire_llama::LlamaError),
+    /// From the data crate.
+    #[error(transparent)]
+    Data(#[from] ire_data::DataError),
+    /// From the optimizer crate.
+    #[error(transparent)]
+    Optim(#[from] ire_optim::OptimError),
+    /// A data-parallel collective operation failed.
+    #[error("data-parallel all-reduce failed: {0}")]
+    Collective(String),
+    /// Plot rendering failed.
+    #[error("drawing {path}: {message}")]
+    Plot {
+        /// The output file.
+        path: PathBuf,
+        /// The renderer's message.
+        message: String,
+    },
+}
+
+impl TrainError {
+    /// A config error for `key` expecting `message`.
+    pub fn config(key: &str, message: impl Into<String>) -> Self {
+        TrainError::Config {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    /// A checkpoint error at `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        TrainError::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

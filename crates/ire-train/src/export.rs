@@ -1,0 +1,52 @@
+//! `ire export`: turn a run's checkpoint into a folder transformers loads as is —
+//! `model.safetensors`, `config.json` (with the tokenizer's special-token ids) and
+//! `tokenizer.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::checkpoint::{self, RUN_CONFIG_FILE};
+use crate::{RunConfig, TrainError};
+
+/// Copies the checkpoint at `step` (default: the newest) of `run_dir` to `out` in HF format.
+/// Returns the checkpoint folder used.
+pub fn export(run_dir: &Path, step: Option<usize>, out: &Path) -> Result<PathBuf, TrainError> {
+    let steps = checkpoint::list_checkpoints(run_dir)?;
+    let step = match step {
+        Some(s) if steps.contains(&s) => s,
+        Some(s) => {
+            return Err(TrainError::checkpoint(
+                run_dir,
+                format!("no checkpoint at step {s}; available: {steps:?}"),
+            ))
+        }
+        None => *steps.last().ok_or_else(|| {
+            TrainError::checkpoint(run_dir, "no checkpoints yet (checkpoints/step-*/)")
+        })?,
+    };
+    let ckpt = checkpoint::checkpoint_path(run_dir, step);
+    let cfg = RunConfig::load(&ckpt.join(RUN_CONFIG_FILE), &[])?;
+    let dataset = ire_data::PreparedDataset::open(&cfg.data.prepared_dir())?;
+
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let weights = ckpt.join(ire_llama::WEIGHTS_FILE);
+    let bytes = std::fs::read(&weights).map_err(|e| TrainError::io(&weights, e))?;
+    ire_llama::write_atomic(&out.join(ire_llama::WEIGHTS_FILE), &bytes)?;
+
+    // config.json with the tokenizer's end-of-text as bos/eos, as GPT-2-style models have.
+    let config_path = ckpt.join(ire_llama::CONFIG_FILE);
+    let model_cfg = ire_llama::LlamaConfig::from_hf_file(&config_path)?;
+    let eot = dataset.eot_id() as u64;
+    let mut extra = Map::new();
+    extra.insert("bos_token_id".into(), Value::from(eot));
+    extra.insert("eos_token_id".into(), Value::from(eot));
+    let text =
+        serde_json::to_string_pretty(&model_cfg.to_hf_value(&extra)).expect("JSON serializes");
+    ire_llama::write_atomic(&out.join(ire_llama::CONFIG_FILE), text.as_bytes())?;
+
+    let tok = dataset.tokenizer_path();
+    let tok_bytes = std::fs::read(&tok).map_err(|e| TrainError::io(&tok, e))?;
+    ire_llama::write_atomic(&out.join("tokenizer.json"), &tok_bytes)?;
+    Ok(ckpt)
+}

@@ -1,0 +1,27 @@
+# Commands a newcomer needs first; each mirrors the README.
+
+# Train the default run (AdmIRE, tiny Llama, embedded corpus; offline, a few minutes on 2 cores).
+train *ARGS:
+    cargo run --release -- train {{ARGS}}
+
+# The test suite (what CI runs, besides fmt/clippy/cuda check).
+test:
+    cargo test --workspace
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# AdamW baseline on the same data, then compare the two runs.
+compare:
+    cargo run --release -- train --config configs/tiny-adamw.toml
+    cargo run --release -- train --config configs/tiny-admire.toml
+    cargo run --release -- compare runs/tiny-adamw runs/tiny-admire --out runs/compare
+
+# Check that the CUDA backend compiles (no GPU needed).
+check-cuda:
+    CUDARC_CUDA_VERSION=13000 cargo check -p ire-cli --features cuda
+
+# Build the CUDA binary for the GPU machine (see tools/gpu-check.sh).
+build-cuda:
+    CUDARC_CUDA_VERSION=13000 cargo build --release -p ire-cli --features cuda
