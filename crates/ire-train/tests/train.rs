@@ -1,0 +1,435 @@
+//! Trainer behaviour on a small model and the vendored Moby-Dick corpus: exact resume,
+//! data-parallel equivalence, non-finite loss handling, checkpoint pruning, compare and export,
+//! and config errors. Every config in configs/ must parse.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, Flex};
+use ire_llama::params::named_values;
+use ire_train::checkpoint::{checkpoint_path, list_checkpoints};
+use ire_train::metrics::{read_metrics, MetricLine};
+use ire_train::{train, RunConfig, TrainError, TrainOptions};
+
+type B = Autodiff<Flex>;
+
+/// A run small enough to train in about a second per step on 2 cores.
+fn config(
+    dir: &Path,
+    data: &Path,
+    optim: &str,
+    micro: usize,
+    devices: usize,
+    total: usize,
+) -> RunConfig {
+    let devices = vec!["\"cpu\""; devices].join(", ");
+    let optim = match optim {
+        "admire" => "name = \"admire\"\nkappa = 4.0\ngamma = 0.6\ninterval = 2",
+        _ => "name = \"adamw\"",
+    };
+    let text = format!(
+        r#"
+[run]
+name = "test"
+dir = "{dir}"
+seed = 3
+devices = [{devices}]
+
+[model]
+preset = "tiny"
+hidden_size = 32
+intermediate_size = 64
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+vocab_size = 384
+
+[data]
+dataset = "moby-dick"
+tokenizer = {{ train = {{ vocab_size = 384 }} }}
+prepared_dir = "{data}"
+
+[optim]
+{optim}
+
+[schedule]
+lr_max = 3e-3
+warmup = 2
+total = {total}
+
+[batch]
+micro_batch = {micro}
+seq_len = 16
+
+[eval]
+interval = 2
+windows = 4
+
+[checkpoint]
+interval = 2
+keep = 2
+"#,
+        dir = dir.display(),
+        data = data.display()
+    );
+    RunConfig::parse(&text, "test.toml", &[]).unwrap()
+}
+
+fn devices(n: usize) -> Vec<burn::tensor::Device<Flex>> {
+    vec![Default::default(); n]
+}
+
+fn opts(resume: bool, stop_at: Option<usize>) -> TrainOptions {
+    TrainOptions {
+        resume,
+        stop_at,
+        progress: false,
+    }
+}
+
+fn deterministic(run: &Path) -> Vec<MetricLine> {
+    read_metrics(&run.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(MetricLine::deterministic_part)
+        .collect()
+}
+
+fn weights(run: &Path, step: usize) -> Vec<(String, Vec<f32>)> {
+    let model =
+        ire_llama::load_hf::<Flex>(&checkpoint_path(run, step), &Default::default()).unwrap();
+    named_values::<Flex, _>(&model)
+        .into_iter()
+        .map(|(p, v)| (p.name, v))
+        .collect()
+}
+
+fn peak() -> f64 {
+    3e11
+}
+
+#[test]
+fn a_resumed_run_reproduces_the_uninterrupted_run_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for optim in ["admire", "adamw"] {
+        let full = tmp.path().join(format!("full-{optim}"));
+        let cut = tmp.path().join(format!("cut-{optim}"));
+        let s = train::<B>(
+            config(&full, &data, optim, 2, 1, 8),
+            devices(1),
+            opts(false, None),
+            peak(),
+        )
+        .unwrap();
+        assert_eq!(s.steps, 8);
+        assert!(!s.interrupted);
+        // "Kill" after 5 steps (a checkpoint is written on stop), then resume to the end.
+        let s = train::<B>(
+            config(&cut, &data, optim, 2, 1, 8),
+            devices(1),
+            opts(false, Some(5)),
+            peak(),
+        )
+        .unwrap();
+        assert_eq!((s.steps, s.interrupted), (5, true));
+        assert_eq!(list_checkpoints(&cut).unwrap(), vec![4, 5]);
+        let s = train::<B>(
+            config(&cut, &data, optim, 2, 1, 8),
+            devices(1),
+            opts(true, None),
+            peak(),
+        )
+        .unwrap();
+        assert_eq!(s.steps, 8);
+        let (a, b) = (deterministic(&full), deterministic(&cut));
+        assert_eq!(a.len(), 8 + 4, "8 train lines and 4 evaluations");
+        assert_eq!(a, b, "{optim}: metrics of the resumed run differ");
+        assert_eq!(
+            weights(&full, 8),
+            weights(&cut, 8),
+            "{optim}: final weights differ"
+        );
+        if optim == "admire" {
+            assert!(
+                a.iter().any(|l| l.mask_fraction.is_some()),
+                "the mask was refreshed"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_devices_with_half_batches_equal_one_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for optim in ["adamw", "admire"] {
+        let one = tmp.path().join(format!("one-{optim}"));
+        let two = tmp.path().join(format!("two-{optim}"));
+        train::<B>(
+            config(&one, &data, optim, 4, 1, 4),
+            devices(1),
+            opts(false, None),
+            peak(),
+        )
+        .unwrap();
+        train::<B>(
+            config(&two, &data, optim, 2, 2, 4),
+            devices(2),
+            opts(false, None),
+            peak(),
+        )
+        .unwrap();
+        let (a, b) = (weights(&one, 4), weights(&two, 4));
+        let mut worst = 0.0f32;
+        for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            for (x, y) in va.iter().zip(vb) {
+                worst = worst.max((x - y).abs() / (1e-3 + x.abs()));
+            }
+        }
+        assert!(
+            worst < 1e-4,
+            "{optim}: 2x2 vs 1x4 parameters differ by {worst} (relative)"
+        );
+        let (la, lb) = (deterministic(&one), deterministic(&two));
+        for (x, y) in la.iter().zip(&lb) {
+            assert!(
+                (x.loss - y.loss).abs() < 1e-4,
+                "{optim} step {}: {} vs {}",
+                x.step,
+                x.loss,
+                y.loss
+            );
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut cfg = config(&run, &tmp.path().join("data"), "adamw", 2, 1, 20);
+    cfg.schedule.lr_max = 1e9;
+    cfg.optim.clip_norm = None;
+    let err = train::<B>(cfg, devices(1), opts(false, None), peak()).unwrap_err();
+    let TrainError::NonFinite { step, .. } = &err else {
+        panic!("expected a non-finite-loss error, got {err}");
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("non-finite training loss"), "{msg}");
+    let ckpts = list_checkpoints(&run).unwrap();
+    assert!(
+        ckpts.iter().all(|s| s < step),
+        "no checkpoint at or after the bad step"
+    );
+    for s in ckpts {
+        assert!(weights(&run, s)
+            .iter()
+            .all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    }
+}
+
+#[test]
+fn an_existing_run_directory_is_never_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let data = tmp.path().join("data");
+    train::<B>(
+        config(&run, &data, "adamw", 2, 1, 2),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap();
+    let before = std::fs::read(run.join("metrics.jsonl")).unwrap();
+    let err = train::<B>(
+        config(&run, &data, "adamw", 2, 1, 2),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(before, std::fs::read(run.join("metrics.jsonl")).unwrap());
+}
+
+#[test]
+fn compare_draws_charts_and_reports_the_speedup() {
+    use ire_train::compare::{draw, speedup, table, RunCurves};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let base = tmp.path().join("adamw");
+    let cand = tmp.path().join("admire");
+    train::<B>(
+        config(&base, &data, "adamw", 2, 1, 6),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap();
+    train::<B>(
+        config(&cand, &data, "admire", 2, 1, 6),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap();
+    let runs = vec![
+        RunCurves::load(&base).unwrap(),
+        RunCurves::load(&cand).unwrap(),
+    ];
+    let out = tmp.path().join("charts");
+    let files = draw(&runs, &out).unwrap();
+    assert_eq!(files.len(), 6);
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() > 1000,
+            "{} is too small",
+            f.display()
+        );
+    }
+    let text = table(&runs);
+    assert!(
+        text.contains("adamw") && text.contains("admire") && text.contains("(baseline)"),
+        "{text}"
+    );
+    // The speed-up metric on hand-made curves: the baseline ends at 2.0 after 100 steps; the
+    // candidate first reaches 2.0 at step 40, so the speed-up is 100 / 40 = 2.5.
+    let line = |step: usize, loss: f64| MetricLine {
+        split: "val".into(),
+        step,
+        tokens: 0,
+        loss,
+        lr: None,
+        grad_norm: None,
+        tokens_per_s: None,
+        mfu: None,
+        wall_s: 0.0,
+        mask_fraction: None,
+        kappa_t: None,
+    };
+    let b = RunCurves {
+        name: "b".into(),
+        train: vec![],
+        val: vec![line(20, 3.0), line(100, 2.0)],
+    };
+    let a = RunCurves {
+        name: "a".into(),
+        train: vec![],
+        val: vec![line(20, 2.5), line(40, 1.99), line(60, 1.9)],
+    };
+    assert_eq!(speedup(&b, &a), Some((40, 2.5)));
+    assert_eq!(speedup(&a, &b), None);
+}
+
+#[test]
+fn export_writes_a_folder_transformers_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let data = tmp.path().join("data");
+    train::<B>(
+        config(&run, &data, "adamw", 2, 1, 4),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap();
+    let out = tmp.path().join("export");
+    let used = ire_train::export::export(&run, Some(2), &out).unwrap();
+    assert_eq!(used, checkpoint_path(&run, 2));
+    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let eot = ire_data::PreparedDataset::open(&data).unwrap().eot_id() as u64;
+    assert_eq!(cfg["eos_token_id"].as_u64(), Some(eot));
+    assert_eq!(cfg["architectures"][0], "LlamaForCausalLM");
+    let exported = ire_llama::load_hf::<Flex>(&out, &Default::default()).unwrap();
+    let a: Vec<Vec<f32>> = named_values::<Flex, _>(&exported)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let b: Vec<Vec<f32>> = weights(&run, 2).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(a, b);
+    let err = ire_train::export::export(&run, Some(3), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no checkpoint at step 3"), "{err}");
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let good = std::fs::read_to_string(repo().join("configs/tiny-admire.toml")).unwrap();
+    let cases: [(&str, Vec<String>, &str); 5] = [
+        ("unknown key", vec!["optim.kapa=3".into()], "kapa"),
+        (
+            "wrong type",
+            vec!["optim.kappa=\"big\"".into()],
+            "optim.kappa",
+        ),
+        (
+            "bad value",
+            vec!["batch.micro_batch=0".into()],
+            "batch.micro_batch",
+        ),
+        (
+            "bad schedule",
+            vec!["schedule.warmup=1000".into()],
+            "schedule",
+        ),
+        (
+            "bad preset",
+            vec!["model.preset=\"7b\"".into()],
+            "model.preset",
+        ),
+    ];
+    for (what, set, needle) in cases {
+        let err = RunConfig::parse(&good, "tiny-admire.toml", &set)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    let err = RunConfig::parse("[run]\nname = 1\n", "x.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x.toml") && err.contains("run.name"), "{err}");
+    // Overrides reach nested keys and keep the types TOML gives them.
+    let cfg = RunConfig::parse(
+        &good,
+        "t",
+        &["optim.kappa=2".into(), "run.dir=runs/k2".into()],
+    )
+    .unwrap();
+    assert_eq!(cfg.optim.kappa, 2.0);
+    assert_eq!(cfg.run.dir, PathBuf::from("runs/k2"));
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn every_config_in_configs_parses() {
+    let mut n = 0;
+    let mut stack = vec![repo().join("configs")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                let cfg = RunConfig::load(&path, &[])
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(
+                    cfg.schedule.total > cfg.schedule.warmup,
+                    "{}",
+                    path.display()
+                );
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 13, "found only {n} configs");
+}
