@@ -174,3 +174,67 @@ fn config_errors_are_one_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.toml"), "{err}");
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-adamw.toml");
+    ok(&ire(
+        &["prepare", "--config", config.to_str().unwrap()],
+        cwd,
+    ));
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend(SMALL);
+    args.extend([
+        "--set",
+        "schedule.total=100000",
+        "--set",
+        "checkpoint.interval=0",
+    ]);
+    let child = Command::new(env!("CARGO_BIN_EXE_ire"))
+        .args(&args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = cwd.join("runs/tiny-adamw/metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("stopped after"), "{stdout}");
+    let steps: usize = stdout
+        .split("stopped after ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ckpt = cwd.join(format!("runs/tiny-adamw/checkpoints/step-{steps:06}"));
+    assert!(
+        ckpt.join("trainer_state.json").exists(),
+        "no checkpoint at step {steps}"
+    );
+}

@@ -18,6 +18,8 @@ use crate::TrainError;
 pub const STATE_FILE: &str = "trainer_state.json";
 /// File name of the run config inside a checkpoint and the run directory.
 pub const RUN_CONFIG_FILE: &str = "config.toml";
+/// The run's copy of the tokenizer (in the run directory), used by `ire export`.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Folder of the optimizer state inside a checkpoint.
 pub const OPTIMIZER_DIR: &str = "optimizer";
 

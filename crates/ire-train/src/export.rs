@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::checkpoint::{self, RUN_CONFIG_FILE};
-use crate::{RunConfig, TrainError};
+use crate::checkpoint::{self, TOKENIZER_FILE};
+use crate::TrainError;
 
 /// Copies the checkpoint at `step` (default: the newest) of `run_dir` to `out` in HF format.
 /// Returns the checkpoint folder used.
@@ -26,8 +26,9 @@ pub fn export(run_dir: &Path, step: Option<usize>, out: &Path) -> Result<PathBuf
         })?,
     };
     let ckpt = checkpoint::checkpoint_path(run_dir, step);
-    let cfg = RunConfig::load(&ckpt.join(RUN_CONFIG_FILE), &[])?;
-    let dataset = ire_data::PreparedDataset::open(&cfg.data.prepared_dir())?;
+    // The run keeps its own copy of the tokenizer, so an export works from anywhere.
+    let tok = run_dir.join(TOKENIZER_FILE);
+    let tokenizer = ire_data::Tokenizer::from_file(&tok)?;
 
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let weights = ckpt.join(ire_llama::WEIGHTS_FILE);
@@ -37,7 +38,7 @@ pub fn export(run_dir: &Path, step: Option<usize>, out: &Path) -> Result<PathBuf
     // config.json with the tokenizer's end-of-text as bos/eos, as GPT-2-style models have.
     let config_path = ckpt.join(ire_llama::CONFIG_FILE);
     let model_cfg = ire_llama::LlamaConfig::from_hf_file(&config_path)?;
-    let eot = dataset.eot_id() as u64;
+    let eot = tokenizer.eot_id() as u64;
     let mut extra = Map::new();
     extra.insert("bos_token_id".into(), Value::from(eot));
     extra.insert("eos_token_id".into(), Value::from(eot));
@@ -45,7 +46,6 @@ pub fn export(run_dir: &Path, step: Option<usize>, out: &Path) -> Result<PathBuf
         serde_json::to_string_pretty(&model_cfg.to_hf_value(&extra)).expect("JSON serializes");
     ire_llama::write_atomic(&out.join(ire_llama::CONFIG_FILE), text.as_bytes())?;
 
-    let tok = dataset.tokenizer_path();
     let tok_bytes = std::fs::read(&tok).map_err(|e| TrainError::io(&tok, e))?;
     ire_llama::write_atomic(&out.join("tokenizer.json"), &tok_bytes)?;
     Ok(ckpt)

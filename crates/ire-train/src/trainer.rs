@@ -108,6 +108,10 @@ pub fn train<B: AutodiffBackend>(
     // Data: prepare once (idempotent), then open the shards.
     let data_dir = cfg.data.prepared_dir();
     let dataset = ire_data::prepare(&cfg.data, &data_dir)?;
+    let tokenizer_copy = run_dir.join(checkpoint::TOKENIZER_FILE);
+    let tok_path = dataset.tokenizer_path();
+    let tok_bytes = std::fs::read(&tok_path).map_err(|e| TrainError::io(&tok_path, e))?;
+    ire_llama::write_atomic(&tokenizer_copy, &tok_bytes)?;
     let model_cfg = cfg.model.resolve()?;
     if model_cfg.vocab_size < dataset.vocab_size() {
         return Err(TrainError::config(
@@ -399,7 +403,7 @@ fn rank_loop<B: AutodiffBackend>(
         state.train_loss = Some(loss as f64);
 
         if let Some(w) = metrics.as_mut() {
-            if state.step % cfg.metrics.log_interval == 0 || state.step == stop_at {
+            if state.step.is_multiple_of(cfg.metrics.log_interval) || state.step == stop_at {
                 let tps = tokens_per_step as f64 / step_s;
                 w.write(&MetricLine {
                     split: "train".into(),
@@ -425,8 +429,8 @@ fn rank_loop<B: AutodiffBackend>(
         }
 
         let last = state.step == stop_at;
-        let eval_due =
-            (cfg.eval.interval > 0 && state.step % cfg.eval.interval == 0) || state.step == total;
+        let eval_due = (cfg.eval.interval > 0 && state.step.is_multiple_of(cfg.eval.interval))
+            || state.step == total;
         if rank.is_main() && eval_due {
             let val_loss = evaluate(&model.valid(), &ctx.val, micro, device);
             state.val_loss = Some(val_loss);
@@ -450,7 +454,8 @@ fn rank_loop<B: AutodiffBackend>(
                 })?;
             }
         }
-        let ckpt_due = (cfg.checkpoint.interval > 0 && state.step % cfg.checkpoint.interval == 0)
+        let ckpt_due = (cfg.checkpoint.interval > 0
+            && state.step.is_multiple_of(cfg.checkpoint.interval))
             || last
             || stop;
         if rank.is_main() && ckpt_due {

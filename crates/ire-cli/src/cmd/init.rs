@@ -14,6 +14,9 @@ pub struct Args {
     /// Override the vocabulary size.
     #[arg(long)]
     vocab_size: Option<usize>,
+    /// Override the number of key/value heads (grouped-query attention).
+    #[arg(long)]
+    kv_heads: Option<usize>,
     /// Tie lm_head to the embedding.
     #[arg(long)]
     tied: bool,
@@ -42,8 +45,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(v) = args.vocab_size {
         config.vocab_size = v;
     }
+    if let Some(kv) = args.kv_heads {
+        config.num_key_value_heads = kv;
+    }
     config.tie_word_embeddings |= args.tied;
-    config.validate("--preset/--vocab-size")?;
+    config.validate("--preset/--vocab-size/--kv-heads")?;
     let device = crate::backend::default_device();
     let model = Llama::<crate::backend::Backend>::init(&config, args.init, args.seed, &device)?;
     save_hf(&model, &args.out, &Default::default())
