@@ -23,9 +23,6 @@ pub struct Rank {
 }
 
 impl Rank {
-    /// The single-device rank.
-    pub const SOLO: Rank = Rank { index: 0, world: 1 };
-
     /// Whether this rank logs, evaluates and checkpoints.
     pub fn is_main(&self) -> bool {
         self.index == 0

@@ -13,7 +13,7 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use ire_data::{Batch, Loader};
+use ire_data::{Batch, DataParallel, Loader, LoaderState, Prefetcher};
 use ire_llama::{load_hf, Llama, LlamaConfig};
 use ire_optim::{
     clip_global_norm, global_grad_norm, gnb_gradients, gnb_seed, OptimName, Optimizer, Schedule,
@@ -312,6 +312,19 @@ fn rank_loop<B: AutodiffBackend>(
     }
     rank.register::<B>(device)?;
 
+    // Training batches are built ahead on a background thread, in the order the loop consumes
+    // them: micro-batch m of step `it` is global samples it·G + (m·W + rank)·b … (sample_start).
+    let layout = DataParallel {
+        rank: rank.index,
+        world: rank.world,
+        micro_batch: micro,
+        accum,
+    };
+    let position = LoaderState {
+        next_sample: state.step as u64 * layout.global_batch(),
+    };
+    let mut prefetch = Prefetcher::new(ctx.train.clone(), layout, position, 2 * accum)?;
+
     let mut metrics = match rank.is_main() {
         true => Some(MetricsWriter::open(
             &ctx.run_dir.join("metrics.jsonl"),
@@ -348,9 +361,8 @@ fn rank_loop<B: AutodiffBackend>(
         let mut grads = None;
         let mut loss_sum = Tensor::<B::InnerBackend, 1>::zeros([1], device);
         for m in 0..accum {
-            let batch = ctx
-                .train
-                .batch(sample_start(it, m, rank, micro, accum), micro)?;
+            let batch = prefetch.next_micro()?;
+            debug_assert_eq!(batch.first_sample, sample_start(it, m, rank, micro, accum));
             let (x, y) = to_tensors::<B>(&batch, device);
             let loss = model.loss(x, y);
             loss_sum = loss_sum + loss.clone().inner();
@@ -399,7 +411,7 @@ fn rank_loop<B: AutodiffBackend>(
         state.step = it + 1;
         state.tokens += tokens_per_step;
         state.wall_s += step_s;
-        state.next_sample = sample_start(it + 1, 0, Rank::SOLO, cfg.global_batch(), 1);
+        state.next_sample = prefetch.state().next_sample;
         state.train_loss = Some(loss as f64);
 
         if let Some(w) = metrics.as_mut() {
