@@ -176,7 +176,8 @@ pub fn train<B: AutodiffBackend>(
     if opts.resume && ckpt.is_none() {
         return Err(TrainError::checkpoint(
             &run_dir,
-            "no checkpoint to resume from (checkpoints/step-*/ is empty)",
+            "no checkpoint to resume from (checkpoints/step-*/ is empty); to start this run over, \
+             delete the directory (or train into another run.dir)",
         ));
     }
 
