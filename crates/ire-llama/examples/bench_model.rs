@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use ire_llama::{InitScheme, Llama, LlamaConfig};
 
-fn bench<B: AutodiffBackend>(
+fn bench<B: AutodiffBackend + ire_llama::IreOps>(
     name: &str,
     cfg: &LlamaConfig,
     seq: usize,

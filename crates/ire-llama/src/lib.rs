@@ -28,6 +28,7 @@ mod config;
 mod error;
 mod init;
 mod model;
+pub mod ops;
 pub mod params;
 mod rope;
 
@@ -38,6 +39,7 @@ pub use config::{LlamaConfig, PRESETS};
 pub use error::LlamaError;
 pub use init::{InitScheme, ParamKind, ParamSource, SeededInit, SplitMix64};
 pub use model::{Attention, DecoderLayer, Embedding, Linear, Llama, LlamaModel, Mlp, RmsNorm};
+pub use ops::IreOps;
 pub use rope::{RopeHost, RopeTables};
 
 /// The default CPU backend (see docs/performance.md for the flex vs ndarray measurement).

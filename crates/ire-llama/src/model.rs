@@ -10,9 +10,9 @@ use std::sync::Arc;
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::module::{attention, embedding, linear};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::embedding;
 
+use crate::ops::{self, IreOps};
 use crate::rope::RopeTables;
 use crate::LlamaConfig;
 
@@ -23,13 +23,13 @@ pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
 }
 
-impl<B: Backend> Linear<B> {
-    /// `y = x Wᵀ`.
+impl<B: IreOps> Linear<B> {
+    /// `y = x Wᵀ` (one gemm over all leading dimensions; see [`ops::linear`]).
     ///
     /// # Shapes
     /// - x: `[..., in]` → `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        linear(x, self.weight.val().transpose(), None)
+        ops::linear(x, self.weight.val())
     }
 }
 
@@ -49,14 +49,11 @@ pub struct RmsNorm<B: Backend> {
     pub eps: f64,
 }
 
-impl<B: Backend> RmsNorm<B> {
+impl<B: IreOps> RmsNorm<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` → same
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let inv_rms = (x.clone().powi_scalar(2).mean_dim(2) + self.eps)
-            .sqrt()
-            .recip();
-        x * inv_rms * self.weight.val().unsqueeze::<3>()
+        ops::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -77,56 +74,21 @@ pub struct Attention<B: Backend> {
     pub num_kv_heads: usize,
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: IreOps> Attention<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` → same
     pub fn forward(&self, x: Tensor<B, 3>, rope: &RopeTables<B>) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
         let (h, kvh) = (self.num_heads, self.num_kv_heads);
         let hd = d / h;
-        // (B, S, H·hd) → (B, H, S, hd)
-        let q = self
-            .q_proj
-            .forward(x.clone())
-            .reshape([b, s, h, hd])
-            .swap_dims(1, 2);
-        let k = self
-            .k_proj
-            .forward(x.clone())
-            .reshape([b, s, kvh, hd])
-            .swap_dims(1, 2);
-        let v = self
-            .v_proj
-            .forward(x)
-            .reshape([b, s, kvh, hd])
-            .swap_dims(1, 2);
-        let (q, k) = (rope.apply(q), rope.apply(k));
-        // GQA: query head i reads kv head i / (h / kvh), as HF's `repeat_kv`.
-        let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
-        let options = AttentionModuleOptions {
-            is_causal: true,
-            ..Default::default()
-        };
-        let y = attention(q, k, v, None, None, options); // (B, H, S, hd)
-        self.o_proj.forward(y.swap_dims(1, 2).reshape([b, s, d]))
+        // Heads stay in the projections' layout (B, S, H, hd): no transposes or copies; RoPE,
+        // the causal mask and GQA's kv sharing happen inside the attention op.
+        let q = self.q_proj.forward(x.clone()).reshape([b, s, h, hd]);
+        let k = self.k_proj.forward(x.clone()).reshape([b, s, kvh, hd]);
+        let v = self.v_proj.forward(x).reshape([b, s, kvh, hd]);
+        let y = ops::causal_attention(q, k, v, rope); // (B, S, H, hd)
+        self.o_proj.forward(y.reshape([b, s, d]))
     }
-}
-
-/// Repeats each kv head `n_rep` times along the head axis: `[B, kvh, S, hd]` → `[B, kvh·n_rep, S, hd]`.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [b, kvh, s, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kvh, n_rep, s, hd])
-        .reshape([b, kvh * n_rep, s, hd])
-}
-
-/// `silu(x) = x / (1 + e^(−x))`, written out because burn's default sigmoid rounds through f32,
-/// which would cap the precision of f64 runs (and of the gradient checks that use them).
-fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    x.clone() / (x.neg().exp() + 1.0)
 }
 
 /// SwiGLU MLP: `down(silu(gate(x)) ⊙ up(x))`.
@@ -140,12 +102,13 @@ pub struct Mlp<B: Backend> {
     pub down_proj: Linear<B>,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: IreOps> Mlp<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` → same
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj
+            .forward(ops::swiglu(gate, self.up_proj.forward(x)))
     }
 }
 
@@ -162,7 +125,7 @@ pub struct DecoderLayer<B: Backend> {
     pub post_attention_layernorm: RmsNorm<B>,
 }
 
-impl<B: Backend> DecoderLayer<B> {
+impl<B: IreOps> DecoderLayer<B> {
     /// `x + attn(norm(x))`, then `x + mlp(norm(x))`.
     pub fn forward(&self, x: Tensor<B, 3>, rope: &RopeTables<B>) -> Tensor<B, 3> {
         let x = x.clone()
@@ -199,14 +162,13 @@ pub struct Llama<B: Backend> {
     pub rope: Arc<crate::rope::RopeHost>,
 }
 
-impl<B: Backend> Llama<B> {
-    /// Next-token logits for every position.
+impl<B: IreOps> Llama<B> {
+    /// The final hidden states (after the last norm), the LM head's input.
     ///
     /// # Shapes
-    /// - tokens: `[batch, seq]` (seq ≤ `max_position_embeddings` is not required; RoPE
-    ///   extends to any length)
-    /// - returns: `[batch, seq, vocab]`
-    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    /// - tokens: `[batch, seq]` (any length: RoPE extends past `max_position_embeddings`)
+    /// - returns: `[batch, seq, hidden]`
+    pub fn hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [_, s] = tokens.dims();
         let device = tokens.device();
         let rope = self.rope.tables::<B>(s, &device);
@@ -214,14 +176,27 @@ impl<B: Backend> Llama<B> {
         for layer in &self.model.layers {
             x = layer.forward(x, &rope);
         }
-        let x = self.model.norm.forward(x);
+        self.model.norm.forward(x)
+    }
+
+    /// The LM head's weight `[vocab, hidden]`: `lm_head.weight`, or the embedding when tied.
+    pub fn head_weight(&self) -> Tensor<B, 2> {
         match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => linear(x, self.model.embed_tokens.weight.val().transpose(), None),
+            Some(head) => head.weight.val(),
+            None => self.model.embed_tokens.weight.val(),
         }
     }
 
-    /// Mean next-token cross-entropy of `logits` against `targets`, computed in f32.
+    /// Next-token logits for every position.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` → `[batch, seq, vocab]`
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        ops::linear(self.hidden(tokens), self.head_weight())
+    }
+
+    /// Mean next-token cross-entropy of `logits` against `targets` (log-softmax and gather:
+    /// the plain formula, for logits computed elsewhere; [`Llama::loss`] never forms them).
     ///
     /// # Shapes
     /// - logits: `[batch, seq, vocab]`, targets: `[batch, seq]` → `[1]`
@@ -232,8 +207,38 @@ impl<B: Backend> Llama<B> {
         picked.mean().neg()
     }
 
-    /// `cross_entropy(forward(inputs), targets)`.
+    /// Mean next-token cross-entropy of the model on `inputs` against `targets`, fused with the
+    /// LM head ([`ops::cross_entropy`]: the `[batch·seq, vocab]` logits never exist at once).
+    ///
+    /// # Shapes
+    /// - inputs, targets: `[batch, seq]` → `[1]`
     pub fn loss(&self, inputs: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-        Self::cross_entropy(self.forward(inputs), targets)
+        let [b, s] = targets.dims();
+        let h = self.hidden(inputs);
+        let d = h.dims()[2];
+        ops::cross_entropy(
+            h.reshape([b * s, d]),
+            self.head_weight(),
+            targets.reshape([b * s]),
+        )
+    }
+
+    /// The loss against labels drawn from the model's own softmax, one uniform per position
+    /// (GNB's sampled loss, fused like [`Llama::loss`]); returns the loss and the labels.
+    ///
+    /// # Shapes
+    /// - inputs: `[batch, seq]`, uniforms: `[batch, seq]` → (`[1]`, `[batch, seq]`)
+    pub fn sampled_loss(
+        &self,
+        inputs: Tensor<B, 2, Int>,
+        uniforms: Tensor<B, 2>,
+    ) -> (Tensor<B, 1>, Tensor<B, 2, Int>) {
+        let [b, s] = inputs.dims();
+        let h = self.hidden(inputs);
+        let d = h.dims()[2];
+        let u = uniforms.reshape([b * s]);
+        let (loss, labels) =
+            ops::sampled_cross_entropy(h.reshape([b * s, d]), self.head_weight(), u);
+        (loss, labels.reshape([b, s]))
     }
 }

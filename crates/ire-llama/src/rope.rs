@@ -52,7 +52,6 @@ impl RopeHost {
                 TensorData::new(v[..n].to_vec(), [seq, self.head_dim]),
                 device,
             )
-            .unsqueeze::<4>()
         };
         RopeTables {
             cos: make(&self.cos),
@@ -61,29 +60,27 @@ impl RopeHost {
     }
 }
 
-/// cos/sin on the device, shaped `[1, 1, seq, head_dim]` to broadcast over batch and heads.
+/// cos/sin on the device, `[seq, head_dim]` each. The attention op applies them
+/// ([`crate::ops::causal_attention`]); [`RopeTables::apply`] is the plain formula.
 #[derive(Debug, Clone)]
 pub struct RopeTables<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// Rotates queries or keys.
+    /// `(cos, sin)`, `[seq, head_dim]` each.
+    pub fn tables(&self) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        (self.cos.clone(), self.sin.clone())
+    }
+
+    /// Rotates queries or keys: `x·cos + rotate_half(x)·sin`.
     ///
     /// # Shapes
-    /// - x: `[batch, heads, seq, head_dim]` → same
+    /// - x: `[batch, seq, heads, head_dim]` → same
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        x.clone() * self.cos.clone() + rotate_half(x) * self.sin.clone()
+        crate::ops::reference::rope(x, self.cos.clone(), self.sin.clone())
     }
-}
-
-/// `[x₁, x₂] → [−x₂, x₁]` on the last axis.
-fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let hd = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, hd / 2);
-    let x2 = x.narrow(3, hd / 2, hd / 2);
-    Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
 #[cfg(test)]
@@ -100,7 +97,7 @@ mod tests {
         let data: Vec<f32> = (0..seq * hd)
             .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
             .collect();
-        let x = Tensor::<B, 1>::from_floats(data.as_slice(), &device).reshape([1, 1, seq, hd]);
+        let x = Tensor::<B, 1>::from_floats(data.as_slice(), &device).reshape([1, seq, 1, hd]);
         let y: Vec<f32> = host
             .tables::<B>(seq, &device)
             .apply(x)

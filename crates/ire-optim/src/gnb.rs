@@ -24,9 +24,9 @@
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use ire_llama::{Llama, SplitMix64};
+use ire_llama::{IreOps, Llama, SplitMix64};
 
 /// A model that maps token ids to next-token logits (what GNB needs from it).
 pub trait LogitsModel<B: Backend> {
@@ -35,11 +35,33 @@ pub trait LogitsModel<B: Backend> {
     /// # Shapes
     /// - tokens: `[batch, seq]` → `[batch, seq, vocab]`
     fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3>;
+
+    /// Mean cross-entropy against labels drawn from the model's own softmax, row `i` with
+    /// `uniforms[i]` (inverse CDF). The default forms the logits; a model with a fused LM head
+    /// overrides it so the logits never exist at once.
+    ///
+    /// # Shapes
+    /// - tokens, uniforms: `[batch, seq]` → `[1]`
+    fn sampled_loss(&self, tokens: Tensor<B, 2, Int>, uniforms: Tensor<B, 2>) -> Tensor<B, 1> {
+        let logits = self.logits(tokens);
+        let [b, s, v] = logits.dims();
+        let flat = logits.reshape([b * s, v]);
+        let labels = ire_llama::ops::reference::sample_labels(
+            flat.clone().detach(),
+            uniforms.reshape([b * s]),
+        );
+        let logp = log_softmax(flat, 1);
+        logp.gather(1, labels.reshape([b * s, 1])).mean().neg()
+    }
 }
 
-impl<B: Backend> LogitsModel<B> for Llama<B> {
+impl<B: IreOps> LogitsModel<B> for Llama<B> {
     fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.forward(tokens)
+    }
+
+    fn sampled_loss(&self, tokens: Tensor<B, 2, Int>, uniforms: Tensor<B, 2>) -> Tensor<B, 1> {
+        Llama::sampled_loss(self, tokens, uniforms).0
     }
 }
 
@@ -52,8 +74,25 @@ pub fn gnb_seed(seed: u64, iteration: u64) -> u64 {
     mix(mix(seed) ^ iteration)
 }
 
+/// The uniforms of a `[batch, seq]` batch whose first row is global sample `first_sample`:
+/// row `r` is the SplitMix64 stream of sample `first_sample + r` under `seed`.
+pub fn gnb_uniforms<B: Backend>(
+    batch: usize,
+    seq: usize,
+    seed: u64,
+    first_sample: u64,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let mut uniforms = Vec::with_capacity(batch * seq);
+    for r in 0..batch as u64 {
+        let mut rng = SplitMix64::new(mix(seed ^ mix(first_sample + r)));
+        uniforms.extend((0..seq).map(|_| rng.unit() as f32));
+    }
+    Tensor::from_data(TensorData::new(uniforms, [batch, seq]), device)
+}
+
 /// One label per position sampled from `softmax(logits)`; row `r` uses the uniform stream of
-/// global sample `first_sample + r` under `seed`.
+/// global sample `first_sample + r` under `seed` ([`gnb_uniforms`]).
 ///
 /// # Shapes
 /// - logits: `[batch, seq, vocab]` → `[batch, seq]`
@@ -63,32 +102,15 @@ pub fn sample_labels<B: Backend>(
     first_sample: u64,
 ) -> Tensor<B, 2, Int> {
     let [b, s, v] = logits.dims();
-    let device = logits.device();
-    let mut uniforms = Vec::with_capacity(b * s);
-    for r in 0..b as u64 {
-        let mut rng = SplitMix64::new(mix(seed ^ mix(first_sample + r)));
-        uniforms.extend((0..s).map(|_| rng.unit() as f32));
-    }
-    let u = Tensor::<B, 2>::from_data(TensorData::new(uniforms, [b * s, 1]), &device);
-    let cdf = softmax(logits.reshape([b * s, v]), 1).cumsum(1);
-    // Rounding can leave cdf's last entry just below u; clamp to the last class.
-    let below = cdf.lower(u.expand([b * s, v])).int().sum_dim(1);
-    below.clamp_max((v - 1) as i64).reshape([b, s])
-}
-
-/// Mean cross-entropy of `logits` against `labels`.
-///
-/// # Shapes
-/// - logits: `[batch, seq, vocab]`, labels: `[batch, seq]` → `[1]`
-fn mean_cross_entropy<B: Backend>(logits: Tensor<B, 3>, labels: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-    let [b, s, v] = logits.dims();
-    let logp = log_softmax(logits.reshape([b * s, v]), 1);
-    logp.gather(1, labels.reshape([b * s, 1])).mean().neg()
+    let u = gnb_uniforms::<B>(b, s, seed, first_sample, &logits.device());
+    ire_llama::ops::reference::sample_labels(logits.reshape([b * s, v]), u.reshape([b * s]))
+        .reshape([b, s])
 }
 
 /// The GNB gradient ĝ of `model` on `tokens` (a fresh batch whose first row is global sample
-/// `first_sample`), with labels sampled from the model under `seed` (use [`gnb_seed`]). Hand the result (accumulated and all-reduced as
-/// needed) to the optimizer's `refresh_mask`; it is not clipped (the ranking does not care).
+/// `first_sample`), with labels sampled from the model under `seed` (use [`gnb_seed`]). Hand the
+/// result (accumulated and all-reduced as needed) to the optimizer's `refresh_mask`; it is not
+/// clipped (the ranking does not care).
 ///
 /// # Shapes
 /// - tokens: `[batch, seq]`
@@ -102,8 +124,8 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B> + LogitsModel<B>,
 {
-    let logits = model.logits(tokens);
-    let labels = sample_labels(logits.clone().detach(), seed, first_sample);
-    let loss = mean_cross_entropy(logits, labels);
+    let [b, s] = tokens.dims();
+    let uniforms = gnb_uniforms::<B>(b, s, seed, first_sample, &tokens.device());
+    let loss = model.sampled_loss(tokens, uniforms);
     GradientsParams::from_grads(loss.backward(), model)
 }

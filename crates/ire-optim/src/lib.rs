@@ -71,7 +71,7 @@ pub use config::{
     Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ScheduleConfig, ScheduleKind,
 };
 pub use error::OptimError;
-pub use gnb::{gnb_gradients, gnb_seed, sample_labels, LogitsModel};
+pub use gnb::{gnb_gradients, gnb_seed, gnb_uniforms, sample_labels, LogitsModel};
 pub use grads::{add_gradients, scale_gradients, synthetic_gradients};
 pub use schedule::Schedule;
 pub use state::{STATE_JSON_FILE, STATE_TENSORS_FILE};

@@ -14,7 +14,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use ire_data::{Batch, DataParallel, Loader, LoaderState, Prefetcher};
-use ire_llama::{load_hf, Llama, LlamaConfig};
+use ire_llama::{load_hf, IreOps, Llama, LlamaConfig};
 use ire_optim::{
     clip_global_norm, global_grad_norm, gnb_gradients, gnb_seed, OptimName, Optimizer, Schedule,
 };
@@ -83,12 +83,15 @@ struct Ctx {
 }
 
 /// Runs (or resumes) the training run described by `cfg` on `devices` (one replica each).
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: AutodiffBackend + IreOps>(
     cfg: RunConfig,
     devices: Vec<B::Device>,
     opts: TrainOptions,
     peak_flops: f64,
-) -> Result<TrainSummary, TrainError> {
+) -> Result<TrainSummary, TrainError>
+where
+    B::InnerBackend: IreOps,
+{
     let run_dir = cfg.run.dir.clone();
     let existing = checkpoint::list_checkpoints(&run_dir)?;
     if !opts.resume && (!existing.is_empty() || run_dir.join("metrics.jsonl").exists()) {
@@ -293,14 +296,17 @@ fn accumulate<B: AutodiffBackend>(
 }
 
 /// One replica's training loop.
-fn rank_loop<B: AutodiffBackend>(
+fn rank_loop<B: AutodiffBackend + IreOps>(
     ctx: &Ctx,
     rank: Rank,
     device: &B::Device,
     mut model: Llama<B>,
     mut state: TrainerState,
     resume_from: Option<&Path>,
-) -> Result<TrainSummary, TrainError> {
+) -> Result<TrainSummary, TrainError>
+where
+    B::InnerBackend: IreOps,
+{
     let cfg = &ctx.cfg;
     let (micro, accum) = (cfg.batch.micro_batch, cfg.batch.grad_accum);
     let total = ctx.schedule.total;
@@ -502,12 +508,7 @@ fn rank_loop<B: AutodiffBackend>(
 }
 
 /// Mean loss over the fixed validation windows, in chunks of `micro` sequences.
-pub fn evaluate<B: Backend>(
-    model: &Llama<B>,
-    val: &Batch,
-    micro: usize,
-    device: &B::Device,
-) -> f64 {
+pub fn evaluate<B: IreOps>(model: &Llama<B>, val: &Batch, micro: usize, device: &B::Device) -> f64 {
     let mut total = 0.0f64;
     let mut start = 0;
     while start < val.batch {

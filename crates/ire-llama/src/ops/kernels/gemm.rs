@@ -1,0 +1,178 @@
+//! Matrix products through the `gemm` crate (the one burn-flex uses; AVX-512 kernels with the
+//! workspace's `x86-v4` feature, chosen at run time), on strided views of slices so that
+//! transposed operands and head-strided layouts cost no copy.
+
+/// A read-only matrix view: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    /// Backing storage; every addressed element must lie inside it.
+    pub data: &'a [f32],
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Row stride (elements).
+    pub rs: usize,
+    /// Column stride (elements).
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows × cols` matrix with rows `ld` apart.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: ld,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (a view).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Rows `start .. start + n` (a view).
+    pub fn row_range(self, start: usize, n: usize) -> Self {
+        let off = (start * self.rs).min(self.data.len());
+        Self {
+            data: &self.data[off..],
+            rows: n,
+            ..self
+        }
+    }
+
+    /// Columns `start .. start + n` (a view).
+    pub fn col_range(self, start: usize, n: usize) -> Self {
+        let off = (start * self.cs).min(self.data.len());
+        Self {
+            data: &self.data[off..],
+            cols: n,
+            ..self
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Threads for one product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Par {
+    /// This thread only (inside a parallel loop).
+    Seq,
+    /// Every rayon thread.
+    All,
+}
+
+/// `dst ← beta·dst + a·b` (`beta` ∈ {0, 1}: overwrite or accumulate) where `dst` is row-major
+/// `a.rows × b.cols` with rows `ld` apart.
+///
+/// # Panics
+/// When the shapes disagree or a view addresses memory outside its slice (an internal
+/// invariant of the kernels, never user input).
+pub fn matmul(dst: &mut [f32], ld: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions of a gemm");
+    assert!(a.fits() && b.fits(), "gemm operand view out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * ld + n <= dst.len(),
+        "gemm destination out of bounds"
+    );
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * ld..r * ld + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let parallelism = match par {
+        Par::Seq => gemm::Parallelism::None,
+        Par::All if m * n * k >= 64 * 64 * 64 => gemm::Parallelism::Rayon(0),
+        Par::All => gemm::Parallelism::None,
+    };
+    // SAFETY: the asserts above keep every addressed element of a, b and dst inside its
+    // slice; dst is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            ld as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                for p in 0..a.cols {
+                    out[i * b.cols + j] +=
+                        a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_products_match_the_naive_loop() {
+        let x: Vec<f32> = (0..7 * 5).map(|i| (i % 11) as f32 - 5.0).collect();
+        let y: Vec<f32> = (0..5 * 3).map(|i| (i % 7) as f32 * 0.5).collect();
+        let a = Mat::rows(&x, 7, 5, 5);
+        let b = Mat::rows(&y, 5, 3, 3);
+        let mut out = vec![1.0; 21];
+        matmul(&mut out, 3, a, b, false, Par::All);
+        assert_eq!(out, naive(a, b));
+        // Accumulate, and a transposed operand.
+        matmul(&mut out, 3, a, b, true, Par::Seq);
+        let twice: Vec<f32> = naive(a, b).iter().map(|v| 2.0 * v).collect();
+        assert_eq!(out, twice);
+        let bt: Vec<f32> = (0..3 * 5).map(|i| y[(i % 5) * 3 + i / 5]).collect(); // [3, 5]
+        let mut out2 = vec![0.0; 21];
+        matmul(
+            &mut out2,
+            3,
+            a,
+            Mat::rows(&bt, 3, 5, 5).t(),
+            false,
+            Par::Seq,
+        );
+        assert_eq!(out2, naive(a, b));
+    }
+}

@@ -1,0 +1,311 @@
+//! The reference implementations of [`super::IreOps`]: ordinary Burn tensor ops, forward and a
+//! hand-written backward. Every backend gets these unless it overrides them; the Flex kernels
+//! are tested against them, and they are tested against Burn's own autodiff of the plain
+//! forward (`tests/ops.rs`) and by the f64 finite-difference check (`tests/model.rs`).
+//!
+//! Numerics follow HF's `modeling_llama.py` in the input dtype (f32 or f64): the RMSNorm scale
+//! `1/√(mean(x²)+ε)`, RoPE in the rotate-half convention, the softmax with its row maximum
+//! subtracted.
+
+use burn::prelude::*;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::TensorPrimitive;
+
+use super::{CeOutput, CeTarget};
+
+fn t<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+fn p<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// `x wᵀ`.
+pub fn linear<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>) -> FloatTensor<B> {
+    p(t::<B, 2>(x).matmul(t::<B, 2>(w).transpose()))
+}
+
+/// `(dy w, dyᵀ x)`.
+pub fn linear_backward<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    dy: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let dy = t::<B, 2>(dy);
+    let dx = dy.clone().matmul(t::<B, 2>(w));
+    let dw = dy.transpose().matmul(t::<B, 2>(x));
+    (p(dx), p(dw))
+}
+
+/// `(x · r · w, r)` with `r = 1/√(mean(x²) + ε)` per row.
+pub fn rms_norm<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    eps: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let x = t::<B, 2>(x);
+    let rms = (x.clone().powi_scalar(2).mean_dim(1) + eps).sqrt(); // [N, 1]
+    let r = rms.ones_like() / rms; // not recip(): ndarray's f32 recip is an approximation
+    let y = x * r.clone() * t::<B, 1>(w).unsqueeze::<2>();
+    let n = r.dims()[0];
+    (p(y), p(r.reshape([n])))
+}
+
+/// With `u = dy ⊙ w`: `∂x = r·u − x·r³·mean(u ⊙ x)`, `∂w = Σ_rows dy ⊙ x · r`.
+pub fn rms_norm_backward<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    r: FloatTensor<B>,
+    dy: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (x, dy) = (t::<B, 2>(x), t::<B, 2>(dy));
+    let [n, d] = x.dims();
+    let r = t::<B, 1>(r).reshape([n, 1]);
+    let xr = x * r.clone(); // the normalised input
+    let dw = (dy.clone() * xr.clone()).sum_dim(0).reshape([d]);
+    let u = dy * t::<B, 1>(w).unsqueeze::<2>();
+    let dot = (u.clone() * xr.clone()).mean_dim(1); // mean(u ⊙ x·r)
+    let dx = (u - xr * dot) * r;
+    (p(dx), p(dw))
+}
+
+/// `σ(g) = 1/(1+e^(−g))`, written out: burn's default sigmoid rounds through f32, which would
+/// cap the precision of f64 runs (and of the gradient check that uses them); a division, not
+/// `recip()`, which ndarray computes approximately in f32.
+fn sigmoid<B: Backend, const D: usize>(g: Tensor<B, D>) -> Tensor<B, D> {
+    let denom = g.neg().exp() + 1.0;
+    denom.ones_like() / denom
+}
+
+/// `g·σ(g)·up`.
+pub fn swiglu<B: Backend>(gate: FloatTensor<B>, up: FloatTensor<B>) -> FloatTensor<B> {
+    let dims = dims_of::<B>(&gate);
+    let g = t::<B, 1>(flat::<B>(gate));
+    let y = g.clone() * sigmoid(g) * t::<B, 1>(flat::<B>(up));
+    reshape::<B>(p(y), &dims)
+}
+
+/// `∂gate = dy·up·σ(g)(1 + g(1 − σ(g)))`, `∂up = dy·g·σ(g)`.
+pub fn swiglu_backward<B: Backend>(
+    gate: FloatTensor<B>,
+    up: FloatTensor<B>,
+    dy: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let dims = dims_of::<B>(&gate);
+    let (g, u, dy) = (
+        t::<B, 1>(flat::<B>(gate)),
+        t::<B, 1>(flat::<B>(up)),
+        t::<B, 1>(flat::<B>(dy)),
+    );
+    let s = sigmoid(g.clone());
+    let silu = g.clone() * s.clone();
+    let dup = dy.clone() * silu;
+    let dsilu = s.clone() * ((g * (s.neg() + 1.0)) + 1.0);
+    let dgate = dy * u * dsilu;
+    (reshape::<B>(p(dgate), &dims), reshape::<B>(p(dup), &dims))
+}
+
+fn dims_of<B: Backend>(x: &FloatTensor<B>) -> Vec<usize> {
+    use burn::tensor::TensorMetadata;
+    x.shape().to_vec()
+}
+
+fn flat<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let n = dims_of::<B>(&x).iter().product::<usize>();
+    B::float_reshape(x, [n].into())
+}
+
+fn reshape<B: Backend>(x: FloatTensor<B>, dims: &[usize]) -> FloatTensor<B> {
+    B::float_reshape(x, dims.to_vec().into())
+}
+
+/// RoPE on `[B, S, H, hd]` with tables `[S, hd]`: `x·cos + rotate_half(x)·sin`.
+pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [s, hd] = cos.dims();
+    let (cos, sin) = (cos.reshape([1, s, 1, hd]), sin.reshape([1, s, 1, hd]));
+    x.clone() * cos + rotate_half(x) * sin
+}
+
+/// The transpose of [`rope`]: `dx = g·cos + rotate_halfᵀ(g·sin)`, `rotate_halfᵀ([a, b]) = [b, −a]`.
+fn rope_backward<B: Backend>(
+    g: Tensor<B, 4>,
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    let [s, hd] = cos.dims();
+    let (cos, sin) = (cos.reshape([1, s, 1, hd]), sin.reshape([1, s, 1, hd]));
+    let gs = g.clone() * sin;
+    let (a, b) = (
+        gs.clone().narrow(3, 0, hd / 2),
+        gs.narrow(3, hd / 2, hd / 2),
+    );
+    g * cos + Tensor::cat(vec![b, a.neg()], 3)
+}
+
+/// `[x₁, x₂] → [−x₂, x₁]` on the last axis.
+fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let hd = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, hd / 2);
+    let x2 = x.narrow(3, hd / 2, hd / 2);
+    Tensor::cat(vec![x2.neg(), x1], 3)
+}
+
+/// `[B, S, KVH, hd]` → `[B, H, S, hd]` with each kv head repeated `H/KVH` times (HF's
+/// `repeat_kv` after the transpose).
+fn heads_first<B: Backend>(x: Tensor<B, 4>, h: usize) -> Tensor<B, 4> {
+    let [b, s, kvh, hd] = x.dims();
+    let x = x.swap_dims(1, 2); // [B, KVH, S, hd]
+    if kvh == h {
+        return x;
+    }
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kvh, h / kvh, s, hd])
+        .reshape([b, h, s, hd])
+}
+
+/// The inverse of [`heads_first`] for gradients: `[B, H, S, hd]` → `[B, S, KVH, hd]`, summing
+/// the query heads that share a kv head.
+fn heads_back<B: Backend>(g: Tensor<B, 4>, kvh: usize) -> Tensor<B, 4> {
+    let [b, h, s, hd] = g.dims();
+    let g = if kvh == h {
+        g
+    } else {
+        g.reshape([b, kvh, h / kvh, s, hd])
+            .sum_dim(2)
+            .reshape([b, kvh, s, hd])
+    };
+    g.swap_dims(1, 2)
+}
+
+/// Scaled causal scores `q kᵀ/√hd` with the upper triangle at −∞, `[B, H, S, S]`.
+fn causal_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [_, _, s, hd] = q.dims();
+    let scores = q.matmul(k.transpose()).mul_scalar(1.0 / (hd as f64).sqrt());
+    let mask = Tensor::<B, 2, Bool>::tril_mask([s, s], 0, &scores.device()).unsqueeze::<4>();
+    scores.mask_fill(mask, f64::NEG_INFINITY)
+}
+
+/// Rotated, head-first q, k (kv repeated) and v.
+fn attention_inputs<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+    let (q, k, v) = (t::<B, 4>(q), t::<B, 4>(k), t::<B, 4>(v));
+    let (cos, sin) = (t::<B, 2>(cos), t::<B, 2>(sin));
+    let h = q.dims()[2];
+    let q = heads_first(rope(q, cos.clone(), sin.clone()), h);
+    let k = heads_first(rope(k, cos, sin), h);
+    (q, k, heads_first(v, h))
+}
+
+/// `softmax(causal_scores) v`, and the row log-sum-exp.
+pub fn attention<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (q, k, v) = attention_inputs::<B>(q, k, v, cos, sin);
+    let scores = causal_scores(q, k);
+    let max = scores.clone().max_dim(3);
+    let e = (scores - max.clone()).exp();
+    let sum = e.clone().sum_dim(3);
+    let y = (e / sum.clone()).matmul(v).swap_dims(1, 2); // [B, S, H, hd]
+    let lse = (max + sum.log()).squeeze_dim::<3>(3); // [B, H, S]
+    (p(y), p(lse))
+}
+
+/// With `P = exp(scores − lse)`: `∂v = Pᵀ dy`, `∂P = dy vᵀ`, `∂scores = P ⊙ (∂P − rowsum(dy ⊙ y))`,
+/// `∂q = ∂scores k/√hd`, `∂k = ∂scoresᵀ q/√hd`, then RoPE's transpose and the kv-group sums.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+    y: FloatTensor<B>,
+    lse: FloatTensor<B>,
+    dy: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let kvh = t::<B, 4>(k.clone()).dims()[2];
+    let (cos_t, sin_t) = (t::<B, 2>(cos.clone()), t::<B, 2>(sin.clone()));
+    let (q, k, v) = attention_inputs::<B>(q, k, v, cos, sin);
+    let hd = q.dims()[3];
+    let scale = 1.0 / (hd as f64).sqrt();
+    let prob = (causal_scores(q.clone(), k.clone()) - t::<B, 3>(lse).unsqueeze_dim::<4>(3)).exp();
+    let (y, dy) = (t::<B, 4>(y).swap_dims(1, 2), t::<B, 4>(dy).swap_dims(1, 2)); // [B, H, S, hd]
+    let dv = prob.clone().transpose().matmul(dy.clone());
+    let dprob = dy.clone().matmul(v.transpose());
+    let delta = (dy * y).sum_dim(3);
+    let ds = prob * (dprob - delta);
+    let dq = ds.clone().matmul(k).mul_scalar(scale);
+    let dk = ds.transpose().matmul(q).mul_scalar(scale);
+    let dq = rope_backward(dq.swap_dims(1, 2), cos_t.clone(), sin_t.clone());
+    let dk = rope_backward(heads_back(dk, kvh), cos_t, sin_t);
+    (p(dq), p(dk), p(heads_back(dv, kvh)))
+}
+
+/// Labels drawn from `softmax(logits)` by inverse CDF with one uniform per row.
+///
+/// # Shapes
+/// - logits: `[N, V]`, uniforms: `[N]` → `[N]`
+pub fn sample_labels<B: Backend>(
+    logits: Tensor<B, 2>,
+    uniforms: Tensor<B, 1>,
+) -> Tensor<B, 1, Int> {
+    let [n, v] = logits.dims();
+    let cdf = burn::tensor::activation::softmax(logits, 1).cumsum(1);
+    // Rounding can leave cdf's last entry just below u; clamp to the last class.
+    let below = cdf
+        .lower(uniforms.reshape([n, 1]).expand([n, v]))
+        .int()
+        .sum_dim(1);
+    below.clamp_max((v - 1) as i64).reshape([n])
+}
+
+/// Mean cross-entropy of `h wᵀ` against the labels or sampled labels; with `grads`,
+/// `∂h = (softmax − onehot) w / N` and `∂w = (softmax − onehot)ᵀ h / N`.
+pub fn cross_entropy<B: Backend>(
+    h: FloatTensor<B>,
+    w: FloatTensor<B>,
+    target: CeTarget<B>,
+    grads: bool,
+) -> CeOutput<B> {
+    let (h, w) = (t::<B, 2>(h), t::<B, 2>(w));
+    let [n, _] = h.dims();
+    let v = w.dims()[0];
+    let logits = h.clone().matmul(w.clone().transpose());
+    let (labels, sampled): (Tensor<B, 1, Int>, bool) = match target {
+        CeTarget::Labels(l) => (Tensor::from_primitive(l), false),
+        CeTarget::Sample(u) => (sample_labels(logits.clone(), t::<B, 1>(u)), true),
+    };
+    let idx = labels.clone().reshape([n, 1]);
+    let logp = burn::tensor::activation::log_softmax(logits, 1);
+    let loss = logp.clone().gather(1, idx.clone()).mean().neg();
+    let (grad_h, grad_w) = if grads {
+        let onehot = Tensor::<B, 2>::zeros([n, v], &logp.device()).scatter(
+            1,
+            idx,
+            Tensor::ones([n, 1], &logp.device()),
+            burn::tensor::IndexingUpdateOp::Add,
+        );
+        let dlogits = (logp.exp() - onehot).div_scalar(n as f64);
+        let gh = dlogits.clone().matmul(w);
+        let gw = dlogits.transpose().matmul(h);
+        (Some(p(gh)), Some(p(gw)))
+    } else {
+        (None, None)
+    };
+    CeOutput {
+        loss: p(loss),
+        grad_h,
+        grad_w,
+        labels: sampled.then(|| labels.into_primitive()),
+    }
+}
