@@ -31,12 +31,14 @@ use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::TensorPrimitive;
 use ire_llama::params::named_params;
 
-use crate::adamw::{adamw_step, AdamWParams, Moments};
+use crate::adamw::{AdamWParams, Moments};
 use crate::config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
+use crate::fused::{FusedUpdate, Step};
 use crate::grads::for_each_grad;
-use crate::mask::{boost, flat_mask, kth_smallest};
+use crate::refresh::HForm;
 use crate::OptimError;
 
 /// Adam state of one parameter, kept flat on the inner backend and keyed by the parameter's
@@ -162,7 +164,10 @@ impl<B: AutodiffBackend> Optimizer<B> {
         lr_max: f64,
         module: M,
         grads: GradientsParams,
-    ) -> M {
+    ) -> M
+    where
+        B::InnerBackend: FusedUpdate,
+    {
         let kappa = self.kappa_t(lr, lr_max);
         let boosting =
             self.is_admire() && iteration > self.start && kappa != 0.0 && !self.masks.is_empty();
@@ -198,24 +203,28 @@ impl<B: AutodiffBackend> Optimizer<B> {
         &mut self,
         module: &M,
         estimate: &GradientsParams,
-    ) -> MaskStats {
+    ) -> MaskStats
+    where
+        B::InnerBackend: FusedUpdate,
+    {
         let names: HashMap<ParamId, String> = named_params::<B, M>(module)
             .into_iter()
             .map(|p| (p.id, p.name))
             .collect();
+        // The flat values h is formed from (ĝ, or Adam's v), by parameter name.
         let mut h: Vec<(String, Tensor<B::InnerBackend, 1>)> = Vec::new();
+        let form = match (self.cfg.estimator, self.cfg.hessian) {
+            (Estimator::AdamV, _) => HForm::Identity,
+            (Estimator::Gnb, HessianForm::Squared) => HForm::Square,
+            (Estimator::Gnb, HessianForm::Abs) => HForm::Abs,
+        };
         match self.cfg.estimator {
             Estimator::Gnb => {
-                let form = self.cfg.hessian;
                 for_each_grad::<B, M, _>(module, estimate, |id, g| {
                     let name = names
                         .get(&id)
                         .expect("named_params lists every parameter the visitor visits");
-                    let value = match form {
-                        HessianForm::Squared => g.square(),
-                        HessianForm::Abs => g.abs(),
-                    };
-                    h.push((name.clone(), value));
+                    h.push((name.clone(), g));
                 });
             }
             Estimator::AdamV => {
@@ -226,7 +235,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
                 }
             }
         }
-        let (masks, stats) = build_masks(h, self.cfg.gamma, self.cfg.scope);
+        let (masks, stats) = build_masks(h, form, self.cfg.gamma, self.cfg.scope);
         self.masks = masks;
         self.stats = Some(stats);
         self.refreshes += 1;
@@ -241,13 +250,15 @@ fn k_of(gamma: f64, n: usize) -> u64 {
 
 type Masks<B> = BTreeMap<String, Tensor<B, 1, Bool>>;
 
-/// Threshold and masks from the flat estimates `h` (in the module's parameter order).
-fn build_masks<B: Backend>(
-    h: Vec<(String, Tensor<B, 1>)>,
+/// Threshold and masks from the flat values `x` (in the module's parameter order), with
+/// `h = form(x)` formed by the backend's fused refresh.
+fn build_masks<B: FusedUpdate>(
+    x: Vec<(String, Tensor<B, 1>)>,
+    form: HForm,
     gamma: f64,
     scope: MaskScope,
 ) -> (Masks<B>, MaskStats) {
-    let p: usize = h.iter().map(|(_, t)| t.dims()[0]).sum();
+    let p: usize = x.iter().map(|(_, t)| t.dims()[0]).sum();
     let mut masks = BTreeMap::new();
     if p == 0 {
         let stats = MaskStats {
@@ -256,23 +267,28 @@ fn build_masks<B: Backend>(
         };
         return (masks, stats);
     }
+    let bool_tensor = |m| Tensor::<B, 1, Bool>::from_primitive(m);
     let (threshold, count) = match scope {
         MaskScope::Global => {
-            let (names, parts): (Vec<String>, Vec<Tensor<B, 1>>) = h.into_iter().unzip();
-            let sel = kth_smallest(&parts, k_of(gamma, p));
-            for (name, part) in names.into_iter().zip(parts) {
-                masks.insert(name, flat_mask(part, sel.threshold));
+            let (names, parts): (Vec<String>, Vec<_>) = x
+                .into_iter()
+                .map(|(n, t)| (n, t.into_primitive().tensor()))
+                .unzip();
+            let (sel, parts) = B::flat_masks(parts, form, k_of(gamma, p));
+            for (name, mask) in names.into_iter().zip(parts) {
+                masks.insert(name, bool_tensor(mask));
             }
             (sel.threshold, sel.count_le)
         }
         MaskScope::PerTensor => {
             let mut largest = f64::NEG_INFINITY;
             let mut count = 0;
-            for (name, t) in h {
-                let sel = kth_smallest(std::slice::from_ref(&t), k_of(gamma, t.dims()[0]));
+            for (name, t) in x {
+                let k = k_of(gamma, t.dims()[0]);
+                let (sel, mut mask) = B::flat_masks(vec![t.into_primitive().tensor()], form, k);
                 largest = largest.max(sel.threshold);
                 count += sel.count_le;
-                masks.insert(name, flat_mask(t, sel.threshold));
+                masks.insert(name, bool_tensor(mask.remove(0)));
             }
             (largest, count)
         }
@@ -301,7 +317,10 @@ struct StepMapper<'a, B: AutodiffBackend> {
     no_decay_groups: bool,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
+impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B>
+where
+    B::InnerBackend: FusedUpdate,
+{
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
@@ -352,23 +371,32 @@ impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B> {
             .masks
             .and_then(|m| m.get(&name))
             .filter(|m| m.dims()[0] == n)
-            .map(|m| m.clone().reshape(dims));
-        let (updated, moments) = match mask {
-            Some(mask) => {
-                let (stepped, moments) = adamw_step(
-                    theta.clone(),
-                    grad,
-                    moments,
-                    step,
-                    self.lr,
-                    weight_decay,
-                    &self.hp,
-                );
-                (boost(theta, stepped, mask, self.kappa), moments)
-            }
-            // Exactly AdamW (θ moved in, so CPU backends update it in place).
-            None => adamw_step(theta, grad, moments, step, self.lr, weight_decay, &self.hp),
+            .map(|m| m.clone().reshape(dims).into_primitive());
+        // One pass per parameter (θ, m, v updated in place on CPU); the masked coordinates get
+        // the boost, the others exactly AdamW's arithmetic.
+        let step_scalars = Step {
+            lr: self.lr,
+            weight_decay,
+            hp: self.hp,
+            step,
+            kappa: self.kappa,
         };
+        let (updated, m, v) = B::InnerBackend::fused_update(
+            theta.into_primitive().tensor(),
+            grad.into_primitive().tensor(),
+            moments.exp_avg.into_primitive().tensor(),
+            moments.exp_avg_sq.into_primitive().tensor(),
+            mask,
+            &step_scalars,
+        );
+        let wrap = |p| Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(p));
+        let (updated, moments) = (
+            wrap(updated),
+            Moments {
+                exp_avg: wrap(m),
+                exp_avg_sq: wrap(v),
+            },
+        );
 
         self.params.insert(
             name,

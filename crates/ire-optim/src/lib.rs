@@ -58,9 +58,11 @@ mod admire;
 mod clip;
 mod config;
 mod error;
+pub mod fused;
 mod gnb;
 mod grads;
 pub mod mask;
+pub mod refresh;
 mod schedule;
 mod state;
 pub mod toy;
@@ -71,6 +73,7 @@ pub use config::{
     Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ScheduleConfig, ScheduleKind,
 };
 pub use error::OptimError;
+pub use fused::FusedUpdate;
 pub use gnb::{gnb_gradients, gnb_seed, gnb_uniforms, sample_labels, LogitsModel};
 pub use grads::{add_gradients, scale_gradients, synthetic_gradients};
 pub use schedule::Schedule;

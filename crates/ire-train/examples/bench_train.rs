@@ -61,7 +61,10 @@ fn peak_rss_gib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn run<B: AutodiffBackend + ire_llama::IreOps>(a: &Args) {
+fn run<B: AutodiffBackend + ire_llama::IreOps>(a: &Args)
+where
+    B::InnerBackend: ire_optim::FusedUpdate,
+{
     let cfg = LlamaConfig::preset(&a.preset).expect("known preset");
     let device = Default::default();
     let mut model = Llama::<B>::init(&cfg, InitScheme::Torch, 0, &device).expect("valid preset");

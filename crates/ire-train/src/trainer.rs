@@ -16,7 +16,8 @@ use burn::tensor::backend::AutodiffBackend;
 use ire_data::{Batch, DataParallel, Loader, LoaderState, Prefetcher};
 use ire_llama::{load_hf, IreOps, Llama, LlamaConfig};
 use ire_optim::{
-    clip_global_norm, global_grad_norm, gnb_gradients, gnb_seed, OptimName, Optimizer, Schedule,
+    clip_global_norm, global_grad_norm, gnb_gradients, gnb_seed, FusedUpdate, OptimName, Optimizer,
+    Schedule,
 };
 
 use crate::checkpoint::{self, TrainerState};
@@ -90,7 +91,7 @@ pub fn train<B: AutodiffBackend + IreOps>(
     peak_flops: f64,
 ) -> Result<TrainSummary, TrainError>
 where
-    B::InnerBackend: IreOps,
+    B::InnerBackend: IreOps + FusedUpdate,
 {
     let run_dir = cfg.run.dir.clone();
     let existing = checkpoint::list_checkpoints(&run_dir)?;
@@ -305,7 +306,7 @@ fn rank_loop<B: AutodiffBackend + IreOps>(
     resume_from: Option<&Path>,
 ) -> Result<TrainSummary, TrainError>
 where
-    B::InnerBackend: IreOps,
+    B::InnerBackend: IreOps + FusedUpdate,
 {
     let cfg = &ctx.cfg;
     let (micro, accum) = (cfg.batch.micro_batch, cfg.batch.grad_accum);

@@ -11,6 +11,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
 
+use super::profile::{timed, Section};
 use super::{CeOutput, CeTarget, IreOps};
 
 /// Registers each `(parent, grad)` pair whose parent wants a gradient.
@@ -29,7 +30,7 @@ impl<B: IreOps> Backward<B, 2> for LinearBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let (dx, dw) = B::ire_linear_backward(x, w, dy);
+        let (dx, dw) = timed(Section::LinearBackward, || B::ire_linear_backward(x, w, dy));
         let [px, pw] = ops.parents;
         give!(grads, px => dx, pw => dw);
     }
@@ -44,7 +45,9 @@ impl<B: IreOps> Backward<B, 2> for RmsNormBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, w, r) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let (dx, dw) = B::ire_rms_norm_backward(x, w, r, dy);
+        let (dx, dw) = timed(Section::NormBackward, || {
+            B::ire_rms_norm_backward(x, w, r, dy)
+        });
         let [px, pw] = ops.parents;
         give!(grads, px => dx, pw => dw);
     }
@@ -59,7 +62,9 @@ impl<B: IreOps> Backward<B, 2> for SwigluBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (gate, up) = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let (dgate, dup) = B::ire_swiglu_backward(gate, up, dy);
+        let (dgate, dup) = timed(Section::SwigluBackward, || {
+            B::ire_swiglu_backward(gate, up, dy)
+        });
         let [pg, pu] = ops.parents;
         give!(grads, pg => dgate, pu => dup);
     }
@@ -77,7 +82,9 @@ impl<B: IreOps> Backward<B, 3> for AttentionBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [q, k, v, cos, sin, y, lse] = ops.state;
         let dy = grads.consume::<B>(&ops.node);
-        let (dq, dk, dv) = B::ire_attention_backward(q, k, v, cos, sin, y, lse, dy);
+        let (dq, dk, dv) = timed(Section::AttentionBackward, || {
+            B::ire_attention_backward(q, k, v, cos, sin, y, lse, dy)
+        });
         let [pq, pk, pv] = ops.parents;
         give!(grads, pq => dq, pk => dk, pv => dv);
     }
@@ -100,14 +107,17 @@ impl<B: IreOps> Backward<B, 2> for CrossEntropyBackward {
             B::float_mul(x, g)
         };
         let [ph, pw] = ops.parents;
-        give!(grads, ph => scale(gh), pw => scale(gw));
+        let (gh, gw) = timed(Section::LossBackward, || (scale(gh), scale(gw)));
+        give!(grads, ph => gh, pw => gw);
     }
 }
 
 impl<B: IreOps, C: CheckpointStrategy> IreOps for Autodiff<B, C> {
     fn ire_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         let prep = LinearBackward.prepare::<C>([x.node.clone(), w.node.clone()]);
-        let y = B::ire_linear(x.primitive.clone(), w.primitive.clone());
+        let y = timed(Section::LinearForward, || {
+            B::ire_linear(x.primitive.clone(), w.primitive.clone())
+        });
         match prep.compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
@@ -120,7 +130,9 @@ impl<B: IreOps, C: CheckpointStrategy> IreOps for Autodiff<B, C> {
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let prep = RmsNormBackward.prepare::<C>([x.node.clone(), w.node.clone()]);
-        let (y, r) = B::ire_rms_norm(x.primitive.clone(), w.primitive.clone(), eps);
+        let (y, r) = timed(Section::NormForward, || {
+            B::ire_rms_norm(x.primitive.clone(), w.primitive.clone(), eps)
+        });
         let y = match prep.compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive, r.clone()), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
@@ -130,7 +142,9 @@ impl<B: IreOps, C: CheckpointStrategy> IreOps for Autodiff<B, C> {
 
     fn ire_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         let prep = SwigluBackward.prepare::<C>([gate.node.clone(), up.node.clone()]);
-        let y = B::ire_swiglu(gate.primitive.clone(), up.primitive.clone());
+        let y = timed(Section::SwigluForward, || {
+            B::ire_swiglu(gate.primitive.clone(), up.primitive.clone())
+        });
         match prep.compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((gate.primitive, up.primitive), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
@@ -145,13 +159,15 @@ impl<B: IreOps, C: CheckpointStrategy> IreOps for Autodiff<B, C> {
         sin: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let prep = AttentionBackward.prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()]);
-        let (y, lse) = B::ire_attention(
-            q.primitive.clone(),
-            k.primitive.clone(),
-            v.primitive.clone(),
-            cos.primitive.clone(),
-            sin.primitive.clone(),
-        );
+        let (y, lse) = timed(Section::AttentionForward, || {
+            B::ire_attention(
+                q.primitive.clone(),
+                k.primitive.clone(),
+                v.primitive.clone(),
+                cos.primitive.clone(),
+                sin.primitive.clone(),
+            )
+        });
         let out = match prep.compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let state = [
@@ -183,7 +199,9 @@ impl<B: IreOps, C: CheckpointStrategy> IreOps for Autodiff<B, C> {
         let prep = CrossEntropyBackward.prepare::<C>([h.node.clone(), w.node.clone()]);
         let (loss, labels) = match prep.compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = B::ire_cross_entropy(h.primitive, w.primitive, target, true);
+                let out = timed(Section::Loss, || {
+                    B::ire_cross_entropy(h.primitive, w.primitive, target, true)
+                });
                 let state = (
                     out.grad_h.expect("gradients were asked for"),
                     out.grad_w.expect("gradients were asked for"),
@@ -191,7 +209,9 @@ impl<B: IreOps, C: CheckpointStrategy> IreOps for Autodiff<B, C> {
                 (prep.finish(state, out.loss), out.labels)
             }
             OpsKind::UnTracked(prep) => {
-                let out = B::ire_cross_entropy(h.primitive, w.primitive, target, false);
+                let out = timed(Section::Loss, || {
+                    B::ire_cross_entropy(h.primitive, w.primitive, target, false)
+                });
                 (prep.finish(out.loss), out.labels)
             }
         };

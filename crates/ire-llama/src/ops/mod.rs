@@ -25,6 +25,7 @@ pub mod autodiff;
 mod backends;
 mod flex;
 pub mod kernels;
+pub mod profile;
 pub mod reference;
 
 use burn::prelude::*;

@@ -51,7 +51,9 @@ pub fn isa() -> Isa {
 }
 
 /// Defines `fn NAME(args) -> R` whose body is compiled for each [`Isa`] and dispatched at run
-/// time. The body must be safe code; arguments are passed through unchanged.
+/// time. The body must be safe code; arguments are passed through unchanged. Exported so other
+/// crates' CPU kernels (ire-optim's fused update) are built the same way.
+#[macro_export]
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -80,7 +82,7 @@ macro_rules! multiversion {
         }
     };
 }
-pub(crate) use multiversion;
+pub use crate::multiversion;
 
 /// Lanes of the unrolled reductions (one AVX-512 register of f32).
 const LANES: usize = 16;

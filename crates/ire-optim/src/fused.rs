@@ -1,0 +1,299 @@
+//! The AdamW / AdmIRE update of one parameter in one pass over its memory.
+//!
+//! [`FusedUpdate::fused_update`] does what [`adamw_step`] followed by [`boost`] do — decay,
+//! `m`, `v`, the bias-corrected step and, on masked coordinates, the `(1 + κ)` boost of the
+//! displacement — with PyTorch's f32 operation order per element:
+//!
+//! ```text
+//! θ' = θ·(1 − ηλ)
+//! m  = m + (g − m)(1 − β₁)
+//! v  = β₂v + ((1 − β₂)g)g
+//! θ' = θ' + (−η/(1 − β₁ᵗ))·m / (√v / √(1 − β₂ᵗ) + ε)
+//! θ' = θ' + (θ − θ')(−κ)        where the mask is set (AdmIRE)
+//! ```
+//!
+//! The default method composes the tensor ops of [`adamw_step`] and [`boost`] (the reference,
+//! run by CUDA and ndarray); burn-flex overrides it with one threaded, vectorised loop that
+//! updates θ, m and v in place. The two agree with `torch.optim.AdamW` on the committed vectors
+//! (`tests/adamw_torch.rs`) and with each other (`tests/fused.rs`).
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Flex, NdArray};
+use burn::prelude::*;
+use burn::tensor::ops::{BoolTensor, FloatTensor};
+use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
+use rayon::prelude::*;
+
+use crate::adamw::{adamw_step, AdamWParams, Moments};
+use crate::mask::{boost, flat_mask, kth_smallest, Selection};
+use crate::refresh::{self, HForm};
+
+/// The scalars of one parameter's step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// η_t.
+    pub lr: f64,
+    /// λ for this parameter (0 in the no-decay group).
+    pub weight_decay: f64,
+    /// β₁, β₂, ε.
+    pub hp: AdamWParams,
+    /// This parameter's 1-based step count (the bias-correction exponent).
+    pub step: u64,
+    /// κ_t for the masked coordinates (used only with a mask).
+    pub kappa: f64,
+}
+
+/// θ, m and v after a step.
+pub type Updated<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+/// The fused optimizer update; see the module docs.
+pub trait FusedUpdate: Backend {
+    /// One step of one parameter: θ, its gradient, Adam's `m` and `v` (all the parameter's
+    /// shape) and the AdmIRE mask (same shape; `None` for plain AdamW). Returns θ, m, v.
+    fn fused_update(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: Option<BoolTensor<Self>>,
+        s: &Step,
+    ) -> Updated<Self> {
+        reference::<Self>(theta, grad, m, v, mask, s)
+    }
+
+    /// AdmIRE's mask refresh: `h = form(x)` for every (flat) part, τ = the exact k-th
+    /// smallest `h` over all parts, and each part's mask `1[h ≤ τ]`.
+    fn flat_masks(
+        parts: Vec<FloatTensor<Self>>,
+        form: HForm,
+        k: u64,
+    ) -> (Selection, Vec<BoolTensor<Self>>) {
+        reference_masks::<Self>(parts, form, k)
+    }
+}
+
+/// The composed refresh: `h` by tensor ops, [`crate::mask::kth_smallest`] (on-device
+/// bisection), [`flat_mask`].
+pub fn reference_masks<B: Backend>(
+    parts: Vec<FloatTensor<B>>,
+    form: HForm,
+    k: u64,
+) -> (Selection, Vec<BoolTensor<B>>) {
+    let h: Vec<Tensor<B, 1>> = parts
+        .into_iter()
+        .map(|x| {
+            let x = t::<B>(x);
+            match form {
+                HForm::Square => x.square(),
+                HForm::Abs => x.abs(),
+                HForm::Identity => x,
+            }
+        })
+        .collect();
+    let sel = kth_smallest(&h, k);
+    let masks = h
+        .into_iter()
+        .map(|h| flat_mask(h, sel.threshold).into_primitive())
+        .collect();
+    (sel, masks)
+}
+
+fn t<B: Backend>(p: FloatTensor<B>) -> Tensor<B, 1> {
+    let n = p.shape().num_elements();
+    Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(B::float_reshape(p, [n].into())))
+}
+
+/// The composed update: [`adamw_step`], then [`boost`] where a mask is given.
+pub fn reference<B: Backend>(
+    theta: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    m: FloatTensor<B>,
+    v: FloatTensor<B>,
+    mask: Option<BoolTensor<B>>,
+    s: &Step,
+) -> Updated<B> {
+    let shape = theta.shape();
+    let back = |x: Tensor<B, 1>| B::float_reshape(x.into_primitive().tensor(), shape.clone());
+    let (theta, grad) = (t::<B>(theta), t::<B>(grad));
+    let moments = Moments {
+        exp_avg: t::<B>(m),
+        exp_avg_sq: t::<B>(v),
+    };
+    let (updated, moments) = match mask {
+        Some(mask) => {
+            let n = shape.num_elements();
+            let mask = Tensor::<B, 1, Bool>::from_primitive(B::bool_reshape(mask, [n].into()));
+            let (stepped, moments) = adamw_step(
+                theta.clone(),
+                grad,
+                moments,
+                s.step,
+                s.lr,
+                s.weight_decay,
+                &s.hp,
+            );
+            (boost(theta, stepped, mask, s.kappa), moments)
+        }
+        None => adamw_step(theta, grad, moments, s.step, s.lr, s.weight_decay, &s.hp),
+    };
+    (
+        back(updated),
+        back(moments.exp_avg),
+        back(moments.exp_avg_sq),
+    )
+}
+
+impl FusedUpdate for NdArray<f32> {}
+impl FusedUpdate for NdArray<f64> {}
+#[cfg(feature = "cuda")]
+impl FusedUpdate for burn::backend::Cuda {}
+
+/// The f32 scalars of the per-element update, computed once per parameter as PyTorch does
+/// (bias corrections in f64, entering the f32 arithmetic as scalars).
+#[derive(Debug, Clone, Copy)]
+struct Scalars {
+    decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+    neg_step_size: f32,
+    neg_kappa: f32,
+}
+
+impl Scalars {
+    fn new(s: &Step) -> Self {
+        let t = s.step as f64;
+        let bc1 = 1.0 - s.hp.beta1.powf(t);
+        let bc2 = 1.0 - s.hp.beta2.powf(t);
+        Self {
+            decay: (1.0 - s.lr * s.weight_decay) as f32,
+            one_minus_beta1: (1.0 - s.hp.beta1) as f32,
+            beta2: s.hp.beta2 as f32,
+            one_minus_beta2: (1.0 - s.hp.beta2) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            eps: s.hp.eps as f32,
+            neg_step_size: (-(s.lr / bc1)) as f32,
+            neg_kappa: (-s.kappa) as f32,
+        }
+    }
+}
+
+ire_llama::multiversion! {
+    /// The update of a chunk of coordinates, in place (see the module docs for the formula).
+    fn update_chunk(theta: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], mask: &[u8], s: Scalars) {
+        let boosting = !mask.is_empty();
+        for i in 0..theta.len().min(m.len()).min(v.len()).min(g.len()) {
+            let (th, gi) = (theta[i], g[i]);
+            let mut new = if s.decay == 1.0 { th } else { th * s.decay };
+            let mi = m[i] + (gi - m[i]) * s.one_minus_beta1;
+            let vi = v[i] * s.beta2 + gi * s.one_minus_beta2 * gi;
+            let denom = vi.sqrt() / s.bc2_sqrt + s.eps;
+            new += mi * s.neg_step_size / denom;
+            if boosting && mask[i] != 0 {
+                new += (th - new) * s.neg_kappa;
+            }
+            theta[i] = new;
+            m[i] = mi;
+            v[i] = vi;
+        }
+    }
+}
+
+/// Coordinates per rayon task.
+const CHUNK: usize = 1 << 14;
+
+/// Owned, contiguous f32 storage of a tensor (copied only when shared or strided).
+fn owned(t: FlexTensor) -> FlexTensor {
+    let t = if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    };
+    let shape = t.layout().shape().clone();
+    let n = shape.num_elements();
+    if t.layout().start_offset() == 0 && t.bytes().len() == n * 4 {
+        t
+    } else {
+        FlexTensor::from_data(TensorData::new(
+            t.as_slice::<f32>().expect("contiguous").to_vec(),
+            shape,
+        ))
+    }
+}
+
+impl FusedUpdate for Flex {
+    fn fused_update(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: Option<BoolTensor<Self>>,
+        s: &Step,
+    ) -> Updated<Self> {
+        let f32s = [&theta, &grad, &m, &v]
+            .iter()
+            .all(|x| x.dtype() == DType::F32);
+        if !f32s {
+            return reference::<Self>(theta, grad, m, v, mask, s);
+        }
+        let (mut theta, mut m, mut v) = (owned(theta), owned(m), owned(v));
+        let grad = owned(grad);
+        let n = theta.layout().shape().num_elements();
+        let mask = mask.map(|b| {
+            let exact = b.is_contiguous() && b.layout().start_offset() == 0 && b.bytes().len() == n;
+            if exact {
+                b
+            } else {
+                b.to_contiguous()
+            }
+        });
+        let g = grad.as_slice::<f32>().expect("owned() is contiguous");
+        let bits: &[u8] = mask.as_ref().map_or(&[], |b| b.storage::<u8>());
+        let sc = Scalars::new(s);
+        let (th, ms, vs) = (
+            theta.storage_mut::<f32>(),
+            m.storage_mut::<f32>(),
+            v.storage_mut::<f32>(),
+        );
+        th.par_chunks_mut(CHUNK)
+            .zip(ms.par_chunks_mut(CHUNK))
+            .zip(vs.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(i, (((th, m), v), g))| {
+                let mb = if bits.is_empty() {
+                    &[][..]
+                } else {
+                    &bits[i * CHUNK..i * CHUNK + th.len()]
+                };
+                update_chunk(th, m, v, g, mb, sc);
+            });
+        (theta, m, v)
+    }
+
+    fn flat_masks(
+        parts: Vec<FloatTensor<Self>>,
+        form: HForm,
+        k: u64,
+    ) -> (Selection, Vec<BoolTensor<Self>>) {
+        if parts.iter().any(|x| x.dtype() != DType::F32) {
+            return reference_masks::<Self>(parts, form, k);
+        }
+        let parts: Vec<FlexTensor> = parts.into_iter().map(owned).collect();
+        let slices: Vec<&[f32]> = parts
+            .iter()
+            .map(|x| x.as_slice::<f32>().expect("owned() is contiguous"))
+            .collect();
+        let sel = refresh::kth_smallest(&slices, form, k);
+        let masks = slices
+            .iter()
+            .map(|x| {
+                let bits = refresh::mask(x, form, sel.threshold);
+                FlexTensor::from_data(TensorData::new(bits, [x.len()]))
+            })
+            .collect();
+        (sel, masks)
+    }
+}
