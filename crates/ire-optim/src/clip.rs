@@ -10,16 +10,24 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
+use burn::tensor::TensorPrimitive;
+
+use crate::fused::FusedUpdate;
 use crate::grads::{for_each_grad, map_grads, Flat};
 
 /// The global L2 norm of `grads` over `module`'s parameters (one host read).
 pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &GradientsParams,
-) -> f64 {
+) -> f64
+where
+    B::InnerBackend: FusedUpdate,
+{
     let mut sum_sq: Option<Flat<B>> = None;
     for_each_grad::<B, M, _>(module, grads, |_, g| {
-        let s = g.square().sum();
+        let s = Flat::<B>::from_primitive(TensorPrimitive::Float(B::InnerBackend::sum_squares(
+            g.into_primitive().tensor(),
+        )));
         sum_sq = Some(match sum_sq.take() {
             Some(acc) => acc + s,
             None => s,
@@ -41,7 +49,10 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: GradientsParams,
     max_norm: f64,
-) -> (GradientsParams, f32) {
+) -> (GradientsParams, f32)
+where
+    B::InnerBackend: FusedUpdate,
+{
     let total = global_grad_norm::<B, M>(module, &grads);
     let coef = max_norm / (total + 1e-6);
     if !total.is_finite() || coef >= 1.0 {

@@ -61,6 +61,11 @@ pub trait FusedUpdate: Backend {
         reference::<Self>(theta, grad, m, v, mask, s)
     }
 
+    /// `Σ x²` as a `[1]` tensor (global-norm clipping; stays on the device).
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        t::<Self>(x).square().sum().into_primitive().tensor()
+    }
+
     /// AdmIRE's mask refresh: `h = form(x)` for every (flat) part, τ = the exact k-th
     /// smallest `h` over all parts, and each part's mask `1[h ≤ τ]`.
     fn flat_masks(
@@ -201,6 +206,13 @@ ire_llama::multiversion! {
     }
 }
 
+ire_llama::multiversion! {
+    /// `Σ x²` of a chunk, in 16 f32 lanes.
+    fn sum_squares_chunk(x: &[f32]) -> f32 {
+        ire_llama::ops::kernels::dot(x, x)
+    }
+}
+
 /// Coordinates per rayon task.
 const CHUNK: usize = 1 << 14;
 
@@ -271,6 +283,20 @@ impl FusedUpdate for Flex {
                 update_chunk(th, m, v, g, mb, sc);
             });
         (theta, m, v)
+    }
+
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return t::<Self>(x).square().sum().into_primitive().tensor();
+        }
+        let x = owned(x);
+        let total: f64 = x
+            .as_slice::<f32>()
+            .expect("owned() is contiguous")
+            .par_chunks(CHUNK)
+            .map(|c| f64::from(sum_squares_chunk(c)))
+            .sum();
+        FlexTensor::from_data(TensorData::new(vec![total as f32], [1]))
     }
 
     fn flat_masks(

@@ -1,79 +1,122 @@
-//! Training-step throughput (forward + backward + global clipping + AdamW or AdmIRE step) of a
-//! Llama preset on the CPU backend, as the trainer runs it. Not a test: `tools/bench-train.sh`
-//! runs it next to PyTorch on the same shape and prints the ratio.
+//! Training-step throughput of a Llama shape on the CPU backend, exactly as the trainer runs a
+//! step: the AdmIRE refresh when due (GNB forward/backward + mask, every K = 10 steps), forward
+//! and backward, global-norm clipping, the optimizer step. Not a test: `tools/bench-train.sh`
+//! runs it next to PyTorch on the same shape and prints the ratios.
 //!
-//! `cargo run --release -p ire-train --example bench_train -- [--preset tiny] [--seq 256]
-//!  [--batch 8] [--steps 10] [--optim adamw|admire] [--backend flex|ndarray]`
-//! Prints one JSON line. Threads: RAYON_NUM_THREADS.
+//! ```text
+//! cargo run --release -p ire-train --example bench_train -- [--preset tiny] [--vocab V]
+//!     [--seq 256] [--batch 8] [--steps 20] [--warmup 3] [--optim adamw|admire]
+//!     [--backend flex|ndarray] [--profile]
+//! ```
+//!
+//! Prints one JSON line: the median and mean step time (the mean includes the refresh steps,
+//! so AdmIRE / AdamW compares means), tokens/s, peak RSS, and with `--profile` where the time
+//! goes: the phases of the step and, inside forward + backward, each fused op (ms per step).
+//! Threads: RAYON_NUM_THREADS. Kernels: IRE_KERNELS (see `ire_llama::ops`).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use ire_llama::{InitScheme, Llama, LlamaConfig};
-use ire_optim::{clip_global_norm, gnb_gradients, gnb_seed, OptimConfig, Optimizer};
+use ire_llama::ops::profile;
+use ire_llama::{InitScheme, IreOps, Llama, LlamaConfig};
+use ire_optim::{clip_global_norm, gnb_gradients, gnb_seed, FusedUpdate, OptimConfig, Optimizer};
 
 struct Args {
     preset: String,
+    vocab: Option<usize>,
     seq: usize,
     batch: usize,
     steps: usize,
+    warmup: usize,
     optim: String,
     backend: String,
+    profile: bool,
 }
 
-fn parse() -> Args {
+fn parse() -> Result<Args, String> {
     let mut a = Args {
         preset: "tiny".into(),
+        vocab: None,
         seq: 256,
         batch: 8,
-        steps: 10,
+        steps: 20,
+        warmup: 3,
         optim: "adamw".into(),
         backend: "flex".into(),
+        profile: false,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let v = pair.get(1).cloned().unwrap_or_default();
-        match pair[0].as_str() {
-            "--preset" => a.preset = v,
-            "--seq" => a.seq = v.parse().expect("--seq takes an integer"),
-            "--batch" => a.batch = v.parse().expect("--batch takes an integer"),
-            "--steps" => a.steps = v.parse().expect("--steps takes an integer"),
-            "--optim" => a.optim = v,
-            "--backend" => a.backend = v,
-            other => panic!("unknown flag {other}"),
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        if flag == "--profile" {
+            a.profile = true;
+            continue;
+        }
+        let value = argv.next().ok_or(format!("{flag} needs a value"))?;
+        let int = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag} takes an integer, got {v}"))
+        };
+        match flag.as_str() {
+            "--preset" => a.preset = value,
+            "--vocab" => a.vocab = Some(int(&value)?),
+            "--seq" => a.seq = int(&value)?,
+            "--batch" => a.batch = int(&value)?,
+            "--steps" => a.steps = int(&value)?,
+            "--warmup" => a.warmup = int(&value)?,
+            "--optim" => a.optim = value,
+            "--backend" => a.backend = value,
+            other => return Err(format!("unknown flag {other}")),
         }
     }
-    a
+    Ok(a)
 }
 
-/// Peak resident memory of this process (Linux), in GiB.
-fn peak_rss_gib() -> f64 {
+/// Peak resident memory of this process (Linux), in GB.
+fn peak_rss_gb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0 / 1024.0)
+        .map(|kb| kb * 1024.0 / 1e9)
         .unwrap_or(f64::NAN)
 }
 
-fn run<B: AutodiffBackend + ire_llama::IreOps>(a: &Args)
+/// Wall time of each phase of the step, summed over the timed steps.
+#[derive(Default)]
+struct Phases(BTreeMap<&'static str, f64>);
+
+impl Phases {
+    fn time<R>(&mut self, name: &'static str, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let out = f();
+        *self.0.entry(name).or_default() += t.elapsed().as_secs_f64();
+        out
+    }
+}
+
+fn run<B: AutodiffBackend + IreOps>(a: &Args) -> serde_json::Value
 where
-    B::InnerBackend: ire_optim::FusedUpdate,
+    B::InnerBackend: FusedUpdate,
 {
-    let cfg = LlamaConfig::preset(&a.preset).expect("known preset");
+    let mut cfg = LlamaConfig::preset(&a.preset).expect("a known preset");
+    if let Some(v) = a.vocab {
+        cfg.vocab_size = v;
+    }
     let device = Default::default();
-    let mut model = Llama::<B>::init(&cfg, InitScheme::Torch, 0, &device).expect("valid preset");
-    let optim_cfg = match a.optim.as_str() {
-        "admire" => OptimConfig {
+    let mut model = Llama::<B>::init(&cfg, InitScheme::Torch, 0, &device).expect("valid shape");
+    let admire = a.optim == "admire";
+    let optim_cfg = match admire {
+        true => OptimConfig {
             interval: 10,
             ..OptimConfig::admire()
         },
-        _ => OptimConfig::adamw(),
+        false => OptimConfig::adamw(),
     };
     // Start = 0, so AdmIRE boosts (and refreshes every 10 steps) from the first step.
     let mut optim = Optimizer::<B>::new(&optim_cfg, 0).expect("valid optimizer config");
@@ -83,47 +126,99 @@ where
     let all = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), &device).reshape([a.batch, a.seq + 1]);
     let x = all.clone().slice([0..a.batch, 0..a.seq]);
     let y = all.slice([0..a.batch, 1..a.seq + 1]);
-    let mut times = Vec::new();
-    for it in 0..a.steps + 3 {
+    let (mut times, mut phases) = (Vec::new(), Phases::default());
+    for it in 0..a.warmup + a.steps {
+        let timing = it >= a.warmup;
+        if timing && it == a.warmup {
+            profile::enable(a.profile);
+            profile::reset();
+        }
+        let mut p = Phases::default();
         let t = Instant::now();
         if optim.needs_refresh(it) {
-            let g = gnb_gradients(&model, x.clone(), gnb_seed(0, it as u64), 0);
-            optim.refresh_mask(&model, &g);
+            let g = p.time("gnb fwd+bwd", || {
+                gnb_gradients(&model, x.clone(), gnb_seed(0, it as u64), 0)
+            });
+            p.time("mask refresh", || optim.refresh_mask(&model, &g));
         }
-        let loss = model.loss(x.clone(), y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (grads, _norm) = clip_global_norm(&model, grads, 1.0);
-        model = optim.step(it, 1e-3, 1e-3, model, grads);
-        // The trainer reads the loss every step; do the same (it also syncs lazy backends).
+        let grads = p.time("fwd+bwd", || {
+            let loss = model.loss(x.clone(), y.clone());
+            GradientsParams::from_grads(loss.backward(), &model)
+        });
+        let (grads, _norm) = p.time("clip", || clip_global_norm(&model, grads, 1.0));
+        model = p.time("optimizer", || optim.step(it, 1e-3, 1e-3, model, grads));
+        // The trainer reads the loss every step; read a value too (it syncs lazy backends).
         let _: f32 = model.model.norm.weight.val().sum().into_scalar().elem();
-        if it >= 3 {
+        if timing {
             times.push(t.elapsed().as_secs_f64());
+            for (k, v) in p.0 {
+                *phases.0.entry(k).or_default() += v;
+            }
         }
     }
-    times.sort_by(|p, q| p.partial_cmp(q).expect("finite"));
-    let median = times[times.len() / 2];
+    profile::enable(false);
+    let n = times.len() as f64;
+    let mean = times.iter().sum::<f64>() / n;
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
     let tokens = (a.batch * a.seq) as f64;
-    println!(
-        "{}",
-        serde_json::json!({
-            "impl": format!("ire/{}", a.backend),
-            "preset": a.preset,
-            "optim": a.optim,
-            "params": cfg.num_params(),
-            "seq": a.seq,
-            "batch": a.batch,
-            "step_ms": median * 1e3,
-            "tokens_per_s": tokens / median,
-            "peak_rss_gb": peak_rss_gib() * 1.073741824,
-            "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
-        })
-    );
+    let mut out = serde_json::json!({
+        "impl": format!("ire/{}", a.backend),
+        "preset": a.preset,
+        "vocab": cfg.vocab_size,
+        "optim": a.optim,
+        "params": cfg.num_params(),
+        "seq": a.seq,
+        "batch": a.batch,
+        "steps": a.steps,
+        "step_ms": median * 1e3,
+        "step_ms_mean": mean * 1e3,
+        "tokens_per_s": tokens / median,
+        "tokens_per_s_mean": tokens / mean,
+        "peak_rss_gb": peak_rss_gb(),
+        "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
+        "kernels": std::env::var("IRE_KERNELS").unwrap_or_else(|_| "all".into()),
+    });
+    if a.profile {
+        let ms = |s: f64| (s / n * 1e3 * 100.0).round() / 100.0;
+        let mut split: serde_json::Map<String, serde_json::Value> = phases
+            .0
+            .iter()
+            .map(|(k, v)| (k.to_string(), ms(*v).into()))
+            .collect();
+        let mut fused = 0.0;
+        for (section, secs) in profile::snapshot() {
+            if secs > 0.0 {
+                split.insert(format!("  {}", section.name()), ms(secs).into());
+                // The GNB pass runs the same ops; count only what falls inside fwd+bwd.
+                fused += secs;
+            }
+        }
+        let fwd_bwd = phases.0.get("fwd+bwd").copied().unwrap_or(0.0)
+            + phases.0.get("gnb fwd+bwd").copied().unwrap_or(0.0);
+        split.insert(
+            "  other (embedding, residuals, autodiff)".into(),
+            ms(fwd_bwd - fused).into(),
+        );
+        out["ms_per_step"] = split.into();
+    }
+    out
 }
 
 fn main() {
-    let a = parse();
-    match a.backend.as_str() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench_train: {e}");
+            std::process::exit(2);
+        }
+    };
+    // As `ire_train::train` does before its first step.
+    ire_train::memory::tune_malloc();
+    let line = match a.backend.as_str() {
         "ndarray" => run::<Autodiff<NdArray>>(&a),
         _ => run::<Autodiff<Flex>>(&a),
-    }
+    };
+    println!("{line}");
 }

@@ -14,6 +14,7 @@ mod config;
 pub mod dp;
 mod error;
 pub mod export;
+pub mod memory;
 pub mod metrics;
 mod trainer;
 

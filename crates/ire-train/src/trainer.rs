@@ -93,6 +93,7 @@ pub fn train<B: AutodiffBackend + IreOps>(
 where
     B::InnerBackend: IreOps + FusedUpdate,
 {
+    crate::memory::tune_malloc();
     let run_dir = cfg.run.dir.clone();
     let existing = checkpoint::list_checkpoints(&run_dir)?;
     if !opts.resume && (!existing.is_empty() || run_dir.join("metrics.jsonl").exists()) {
