@@ -272,3 +272,36 @@ fn kernel_set_parses_names() {
     assert!(some.loss && some.attention && !some.linear && !some.norm && !some.swiglu);
     assert_eq!(KernelSet::parse("fast"), None);
 }
+
+/// Whether every value is 0 or a normal float (denormals slow every later instruction down).
+fn no_denormals(what: &str, xs: &[f32]) {
+    let bad = xs
+        .iter()
+        .filter(|x| **x != 0.0 && x.abs() < f32::MIN_POSITIVE)
+        .count();
+    assert_eq!(bad, 0, "{what}: {bad} denormal values");
+}
+
+#[test]
+fn peaky_softmaxes_leave_no_denormals() {
+    // Scores and logits spread over hundreds: most probabilities underflow f32.
+    let (n, d, v) = (64, 8, 300);
+    let h = (randn::<K, 2>([n, d], 3) * 40.0).require_grad();
+    let w = randn::<K, 2>([v, d], 4).require_grad();
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % v as i64).collect();
+    let l = Tensor::<K, 1, Int>::from_ints(labels.as_slice(), &Default::default());
+    let grads = ops::cross_entropy(h.clone(), w.clone(), l).backward();
+    no_denormals("∂h", &vals(h.grad(&grads).unwrap()));
+    no_denormals("∂w", &vals(w.grad(&grads).unwrap()));
+
+    let (b, s, heads, hd) = (1, 70, 2, 8);
+    let rope = RopeHost::new(hd, s, 10_000.0).tables::<K>(s, &Default::default());
+    let q = (randn::<K, 4>([b, s, heads, hd], 5) * 30.0).require_grad();
+    let k = (randn::<K, 4>([b, s, heads, hd], 6) * 30.0).require_grad();
+    let vv = randn::<K, 4>([b, s, heads, hd], 7).require_grad();
+    let y = ops::causal_attention(q.clone(), k.clone(), vv.clone(), &rope);
+    let grads = (y * randn::<K, 4>([b, s, heads, hd], 8)).sum().backward();
+    for (name, t) in [("∂q", q), ("∂k", k), ("∂v", vv)] {
+        no_denormals(name, &vals(t.grad(&grads).unwrap()));
+    }
+}

@@ -5,13 +5,15 @@
 //!
 //! ```text
 //! cargo run --release -p ire-train --example bench_train -- [--preset tiny] [--vocab V]
-//!     [--seq 256] [--batch 8] [--steps 20] [--warmup 3] [--optim adamw|admire]
+//!     [--seq 256] [--batch 8] [--steps 20] [--warmup 3] [--optim adamw|admire|both]
 //!     [--backend flex|ndarray] [--profile]
 //! ```
 //!
 //! Prints one JSON line: the median and mean step time (the mean includes the refresh steps,
 //! so AdmIRE / AdamW compares means), tokens/s, peak RSS, and with `--profile` where the time
 //! goes: the phases of the step and, inside forward + backward, each fused op (ms per step).
+//! `--optim both` steps an AdamW and an AdmIRE run of the same model alternately (both see the
+//! same machine load) and adds `admire_over_adamw`, the ratio of their mean step times.
 //! Threads: RAYON_NUM_THREADS. Kernels: IRE_KERNELS (see `ire_llama::ops`).
 
 use std::collections::BTreeMap;
@@ -100,6 +102,86 @@ impl Phases {
     }
 }
 
+/// One model and optimizer being stepped, with its timings.
+struct Run<B: AutodiffBackend> {
+    optim_name: &'static str,
+    model: Llama<B>,
+    optim: Optimizer<B>,
+    times: Vec<f64>,
+    phases: Phases,
+}
+
+impl<B: AutodiffBackend + IreOps> Run<B>
+where
+    B::InnerBackend: FusedUpdate,
+{
+    fn new(cfg: &LlamaConfig, admire: bool) -> Self {
+        let model =
+            Llama::<B>::init(cfg, InitScheme::Torch, 0, &Default::default()).expect("valid shape");
+        let optim_cfg = match admire {
+            true => OptimConfig {
+                interval: 10,
+                ..OptimConfig::admire()
+            },
+            false => OptimConfig::adamw(),
+        };
+        Self {
+            optim_name: if admire { "admire" } else { "adamw" },
+            model,
+            // Start = 0, so AdmIRE boosts (and refreshes every 10 steps) from the first step.
+            optim: Optimizer::<B>::new(&optim_cfg, 0).expect("valid optimizer config"),
+            times: Vec::new(),
+            phases: Phases::default(),
+        }
+    }
+
+    /// One training step as the trainer runs it, timed when `timing`.
+    fn step(&mut self, it: usize, x: &Tensor<B, 2, Int>, y: &Tensor<B, 2, Int>, timing: bool) {
+        let mut p = Phases::default();
+        let t = Instant::now();
+        let model = &self.model;
+        if self.optim.needs_refresh(it) {
+            let g = p.time("gnb fwd+bwd", || {
+                gnb_gradients(model, x.clone(), gnb_seed(0, it as u64), 0)
+            });
+            p.time("mask refresh", || self.optim.refresh_mask(model, &g));
+        }
+        let grads = p.time("fwd+bwd", || {
+            let loss = model.loss(x.clone(), y.clone());
+            GradientsParams::from_grads(loss.backward(), model)
+        });
+        let (grads, _norm) = p.time("clip", || clip_global_norm(model, grads, 1.0));
+        let model = self.model.clone();
+        self.model = p.time("optimizer", || {
+            self.optim.step(it, 1e-3, 1e-3, model, grads)
+        });
+        // The trainer reads the loss every step; read a value too (it syncs lazy backends).
+        let _: f32 = self
+            .model
+            .model
+            .norm
+            .weight
+            .val()
+            .sum()
+            .into_scalar()
+            .elem();
+        if timing {
+            self.times.push(t.elapsed().as_secs_f64());
+            for (k, v) in p.0 {
+                *self.phases.0.entry(k).or_default() += v;
+            }
+        }
+    }
+
+    /// Median and mean step time (s).
+    fn stats(&self) -> (f64, f64) {
+        let mean = self.times.iter().sum::<f64>() / self.times.len() as f64;
+        let mut sorted = self.times.clone();
+        sorted.sort_by(f64::total_cmp);
+        (sorted[sorted.len() / 2], mean)
+    }
+}
+
 fn run<B: AutodiffBackend + IreOps>(a: &Args) -> serde_json::Value
 where
     B::InnerBackend: FusedUpdate,
@@ -109,65 +191,38 @@ where
         cfg.vocab_size = v;
     }
     let device = Default::default();
-    let mut model = Llama::<B>::init(&cfg, InitScheme::Torch, 0, &device).expect("valid shape");
-    let admire = a.optim == "admire";
-    let optim_cfg = match admire {
-        true => OptimConfig {
-            interval: 10,
-            ..OptimConfig::admire()
-        },
-        false => OptimConfig::adamw(),
+    // `both`: AdamW and AdmIRE runs of the same model, stepped alternately so both see the
+    // same machine load; their ratio is the whole-run cost of AdmIRE.
+    let mut runs: Vec<Run<B>> = match a.optim.as_str() {
+        "both" => vec![Run::new(&cfg, false), Run::new(&cfg, true)],
+        "admire" => vec![Run::new(&cfg, true)],
+        _ => vec![Run::new(&cfg, false)],
     };
-    // Start = 0, so AdmIRE boosts (and refreshes every 10 steps) from the first step.
-    let mut optim = Optimizer::<B>::new(&optim_cfg, 0).expect("valid optimizer config");
     let ids: Vec<i64> = (0..a.batch * (a.seq + 1))
         .map(|i| ((i as u64 * 2_654_435_761) % cfg.vocab_size as u64) as i64)
         .collect();
     let all = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), &device).reshape([a.batch, a.seq + 1]);
     let x = all.clone().slice([0..a.batch, 0..a.seq]);
     let y = all.slice([0..a.batch, 1..a.seq + 1]);
-    let (mut times, mut phases) = (Vec::new(), Phases::default());
+    let profiling = a.profile && runs.len() == 1;
     for it in 0..a.warmup + a.steps {
         let timing = it >= a.warmup;
         if timing && it == a.warmup {
-            profile::enable(a.profile);
+            profile::enable(profiling);
             profile::reset();
         }
-        let mut p = Phases::default();
-        let t = Instant::now();
-        if optim.needs_refresh(it) {
-            let g = p.time("gnb fwd+bwd", || {
-                gnb_gradients(&model, x.clone(), gnb_seed(0, it as u64), 0)
-            });
-            p.time("mask refresh", || optim.refresh_mask(&model, &g));
-        }
-        let grads = p.time("fwd+bwd", || {
-            let loss = model.loss(x.clone(), y.clone());
-            GradientsParams::from_grads(loss.backward(), &model)
-        });
-        let (grads, _norm) = p.time("clip", || clip_global_norm(&model, grads, 1.0));
-        model = p.time("optimizer", || optim.step(it, 1e-3, 1e-3, model, grads));
-        // The trainer reads the loss every step; read a value too (it syncs lazy backends).
-        let _: f32 = model.model.norm.weight.val().sum().into_scalar().elem();
-        if timing {
-            times.push(t.elapsed().as_secs_f64());
-            for (k, v) in p.0 {
-                *phases.0.entry(k).or_default() += v;
-            }
+        for run in runs.iter_mut() {
+            run.step(it, &x, &y, timing);
         }
     }
     profile::enable(false);
-    let n = times.len() as f64;
-    let mean = times.iter().sum::<f64>() / n;
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let (median, mean) = runs[0].stats();
     let tokens = (a.batch * a.seq) as f64;
     let mut out = serde_json::json!({
         "impl": format!("ire/{}", a.backend),
         "preset": a.preset,
         "vocab": cfg.vocab_size,
-        "optim": a.optim,
+        "optim": runs[0].optim_name,
         "params": cfg.num_params(),
         "seq": a.seq,
         "batch": a.batch,
@@ -180,7 +235,14 @@ where
         "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
         "kernels": std::env::var("IRE_KERNELS").unwrap_or_else(|_| "all".into()),
     });
-    if a.profile {
+    if let Some(second) = runs.get(1) {
+        let (_, admire_mean) = second.stats();
+        out["admire_step_ms_mean"] = (admire_mean * 1e3).into();
+        out["admire_over_adamw"] = (admire_mean / mean).into();
+    }
+    if profiling {
+        let n = runs[0].times.len() as f64;
+        let phases = &runs[0].phases;
         let ms = |s: f64| (s / n * 1e3 * 100.0).round() / 100.0;
         let mut split: serde_json::Map<String, serde_json::Value> = phases
             .0
@@ -191,10 +253,10 @@ where
         for (section, secs) in profile::snapshot() {
             if secs > 0.0 {
                 split.insert(format!("  {}", section.name()), ms(secs).into());
-                // The GNB pass runs the same ops; count only what falls inside fwd+bwd.
                 fused += secs;
             }
         }
+        // The per-op times include the GNB pass's (same ops), so "other" is taken against both.
         let fwd_bwd = phases.0.get("fwd+bwd").copied().unwrap_or(0.0)
             + phases.0.get("gnb fwd+bwd").copied().unwrap_or(0.0);
         split.insert(
@@ -215,7 +277,7 @@ fn main() {
         }
     };
     // As `ire_train::train` does before its first step.
-    ire_train::memory::tune_malloc();
+    ire_train::cpu::tune();
     let line = match a.backend.as_str() {
         "ndarray" => run::<Autodiff<NdArray>>(&a),
         _ => run::<Autodiff<Flex>>(&a),

@@ -11,10 +11,10 @@
 pub mod checkpoint;
 pub mod compare;
 mod config;
+pub mod cpu;
 pub mod dp;
 mod error;
 pub mod export;
-pub mod memory;
 pub mod metrics;
 mod trainer;
 

@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, Par};
-use super::{dot, exp_shifted_in_place, multiversion};
+use super::{dot, exp_shifted_in_place, flush, multiversion};
 
 /// Query rows per score block.
 pub const BLOCK: usize = 64;
@@ -99,7 +99,7 @@ multiversion! {
             let sum = exp_shifted_in_place(vis, m);
             let inv = 1.0 / sum;
             for x in vis.iter_mut() {
-                *x *= inv;
+                *x = flush(*x * inv);
             }
             masked.fill(0.0);
             *l = m + sum.ln();
@@ -123,7 +123,7 @@ multiversion! {
     fn dscores_block(p: &[f32], dp: &mut [f32], ld: usize, delta: &[f32]) {
         for ((pr, dr), &d) in p.chunks_exact(ld).zip(dp.chunks_exact_mut(ld)).zip(delta) {
             for (g, &q) in dr.iter_mut().zip(pr) {
-                *g = q * (*g - d);
+                *g = flush(q * (*g - d));
             }
         }
     }

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{matmul, Mat, Par};
-use super::{dot, exp_shifted_in_place, max, multiversion, sum_exp_shifted};
+use super::{dot, exp_shifted_in_place, flush, max, multiversion, sum_exp_shifted};
 
 /// Target size of one block of logits, in floats (64 MiB): the whole batch for small
 /// vocabularies, 512 rows at V = 32000. Larger blocks make the `∂w` accumulation (a
@@ -55,10 +55,11 @@ multiversion! {
 }
 
 multiversion! {
-    /// `e ← e·c` (turns `e^(z−m)` into `softmax/N` with `c = 1/(Σ·N)`).
+    /// `e ← e·c` (turns `e^(z−m)` into `softmax/N` with `c = 1/(Σ·N)`), flushing what falls
+    /// below f32's normal range.
     fn row_scale(e: &mut [f32], c: f32) {
         for x in e.iter_mut() {
-            *x *= c;
+            *x = flush(*x * c);
         }
     }
 }

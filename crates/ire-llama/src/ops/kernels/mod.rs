@@ -89,13 +89,14 @@ const LANES: usize = 16;
 
 /// `e^x` in f32 without libm, vectorisable: `2^k · p(r)` with `x = k ln2 + r`, `|r| ≤ ln2/2`,
 /// and a degree-6 polynomial for `e^r` (relative error ≤ 2 ulp on the range used here).
-/// Inputs below −87.3 give 0 (or a denormal-free tiny value); `−∞` gives 0.
+/// Inputs below −87.3 (and `−∞`) give exactly 0, never a denormal.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Clamp so 2^k stays a normal float; e^-87.3 ≈ 1.2e-38.
+    let x0 = x;
     let x = x.clamp(-87.3, 88.7);
     // k = round(x / ln2) by the 1.5·2^23 trick: the integer lands in the low mantissa bits.
     const SHIFT: f32 = 12_582_912.0;
@@ -112,7 +113,25 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.0;
     let ki = (t.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
     let scale = f32::from_bits((ki.wrapping_add(127) << 23) as u32);
-    p * scale
+    let e = p * scale;
+    // Below the clamp the true value is under f32's smallest normal: return 0, not a value
+    // that later arithmetic would turn into a (slow) denormal.
+    if x0 < -87.3 {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// `x`, or 0 when `|x|` is below f32's smallest normal (denormals cost a microcode assist in
+/// every instruction that reads them; see `ire_train::cpu`).
+#[inline(always)]
+pub fn flush(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
+    }
 }
 
 /// The largest element (−∞ for an empty slice).
@@ -215,9 +234,13 @@ mod tests {
             x += 0.001_7;
         }
         assert!(worst < 2.5e-7, "worst relative error {worst}");
-        assert_eq!(exp(f32::NEG_INFINITY), exp(-87.3));
-        assert!(exp(f32::NEG_INFINITY) < 1.3e-38);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-90.0), 0.0);
+        assert!(exp(-87.0) >= f32::MIN_POSITIVE);
+        assert!(exp(f32::NAN).is_nan());
         assert_eq!(exp(0.0), 1.0);
+        assert_eq!(flush(1e-39), 0.0);
+        assert_eq!(flush(-2e-38), -2e-38);
     }
 
     #[test]
