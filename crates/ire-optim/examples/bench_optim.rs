@@ -99,6 +99,8 @@ fn bench(preset: &str, reps: usize) {
 }
 
 fn main() {
+    // The allocator and denormal settings training runs with (`ire_train::train` applies them).
+    ire_llama::ops::cpu::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let presets: Vec<&str> = match args.first() {
         Some(p) => vec![p.as_str()],

@@ -277,7 +277,7 @@ fn main() {
         }
     };
     // As `ire_train::train` does before its first step.
-    ire_train::cpu::tune();
+    ire_llama::ops::cpu::tune();
     let line = match a.backend.as_str() {
         "ndarray" => run::<Autodiff<NdArray>>(&a),
         _ => run::<Autodiff<Flex>>(&a),

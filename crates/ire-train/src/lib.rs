@@ -11,7 +11,6 @@
 pub mod checkpoint;
 pub mod compare;
 mod config;
-pub mod cpu;
 pub mod dp;
 mod error;
 pub mod export;

@@ -93,7 +93,7 @@ pub fn train<B: AutodiffBackend + IreOps>(
 where
     B::InnerBackend: IreOps + FusedUpdate,
 {
-    crate::cpu::tune();
+    ire_llama::ops::cpu::tune();
     let run_dir = cfg.run.dir.clone();
     let existing = checkpoint::list_checkpoints(&run_dir)?;
     if !opts.resume && (!existing.is_empty() || run_dir.join("metrics.jsonl").exists()) {
@@ -309,7 +309,7 @@ fn rank_loop<B: AutodiffBackend + IreOps>(
 where
     B::InnerBackend: IreOps + FusedUpdate,
 {
-    crate::cpu::flush_denormals(); // this rank's thread (rayon's are set by cpu::tune)
+    ire_llama::ops::cpu::flush_denormals(); // this rank's thread (rayon's are set by tune())
     let cfg = &ctx.cfg;
     let (micro, accum) = (cfg.batch.micro_batch, cfg.batch.grad_accum);
     let total = ctx.schedule.total;

@@ -72,10 +72,8 @@ impl IreOps for Flex {
             gemm::Mat::rows(data(&w), m, k, k),
         );
         let dym = gemm::Mat::rows(data(&dy), n, m, m);
-        let mut dx = vec![0.0f32; n * k];
-        let mut dw = vec![0.0f32; m * k];
-        gemm::matmul(&mut dx, k, dym, wm, false, gemm::Par::All);
-        gemm::matmul(&mut dw, k, dym.t(), xm, false, gemm::Par::All);
+        let dx = gemm::product(dym, wm, gemm::Par::All);
+        let dw = gemm::product(dym.t(), xm, gemm::Par::All);
         (tensor(dx, vec![n, k]), tensor(dw, vec![m, k]))
     }
 

@@ -23,6 +23,7 @@
 
 pub mod autodiff;
 mod backends;
+pub mod cpu;
 mod flex;
 pub mod kernels;
 pub mod profile;

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat, Par};
+use super::gemm::{matmul, product, Mat, Par};
 use super::{dot, exp_shifted_in_place, flush, max, multiversion, sum_exp_shifted};
 
 /// Target size of one block of logits, in floats (64 MiB): the whole batch for small
@@ -99,7 +99,6 @@ pub fn cross_entropy(
     }
     let rows = (BLOCK_ELEMS / v.max(1)).clamp(1, n.max(1));
     let wm = Mat::rows(w, v, d, d);
-    let mut logits = vec![0.0f32; rows * v];
     let mut grad_h = if grads {
         vec![0.0f32; n * d]
     } else {
@@ -114,9 +113,10 @@ pub fn cross_entropy(
     let mut loss = 0.0f64;
     for r0 in (0..n).step_by(rows) {
         let bn = rows.min(n - r0);
-        let z = &mut logits[..bn * v];
         let hb = Mat::rows(&h[r0 * d..], bn, d, d);
-        matmul(z, v, hb, wm.t(), false, Par::All);
+        // A new (unzeroed) block each time: the allocator hands back the previous one.
+        let mut logits = product(hb, wm.t(), Par::All);
+        let z = &mut logits[..];
         let block_labels = &mut labels[r0..r0 + bn];
         loss += z
             .par_chunks_mut(v)

@@ -83,20 +83,49 @@ pub enum Par {
 /// When the shapes disagree or a view addresses memory outside its slice (an internal
 /// invariant of the kernels, never user input).
 pub fn matmul(dst: &mut [f32], ld: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par) {
+    let (m, n) = (a.rows, b.cols);
+    if m > 0 && n > 0 {
+        assert!(
+            (m - 1) * ld + n <= dst.len(),
+            "gemm destination out of bounds"
+        );
+    }
+    // SAFETY: dst is a valid, exclusively borrowed slice covering the destination.
+    unsafe { raw(dst.as_mut_ptr(), ld, a, b, accumulate, par) }
+}
+
+/// `a·b` as a new row-major `[a.rows, b.cols]` vector. The output is not zeroed first (gemm
+/// overwrites it), which saves a full write pass over every product the step allocates.
+pub fn product(a: Mat<'_>, b: Mat<'_>, par: Par) -> Vec<f32> {
+    let len = a.rows * b.cols;
+    let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(len);
+    // SAFETY: MaybeUninit elements need no initialisation.
+    unsafe { out.set_len(len) };
+    // SAFETY: `out` holds exactly rows × cols elements; with accumulate = false gemm reads
+    // none of them and writes all (raw() zero-fills when the inner dimension is 0).
+    unsafe { raw(out.as_mut_ptr().cast::<f32>(), b.cols, a, b, false, par) };
+    let mut out = std::mem::ManuallyDrop::new(out);
+    // SAFETY: every element is initialised now; MaybeUninit<f32> has f32's layout.
+    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<f32>(), out.len(), out.capacity()) }
+}
+
+/// The gemm call behind [`matmul`] and [`product`].
+///
+/// # Safety
+/// `dst` must be valid for writes (and reads when `accumulate`) of the `a.rows × b.cols`
+/// row-major matrix with rows `ld` apart, and alias neither operand.
+unsafe fn raw(dst: *mut f32, ld: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bool, par: Par) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions of a gemm");
     assert!(a.fits() && b.fits(), "gemm operand view out of bounds");
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        (m - 1) * ld + n <= dst.len(),
-        "gemm destination out of bounds"
-    );
     if k == 0 {
         if !accumulate {
             for r in 0..m {
-                dst[r * ld..r * ld + n].fill(0.0);
+                // SAFETY: row r of the destination is valid for n writes (caller contract).
+                unsafe { std::ptr::write_bytes(dst.add(r * ld), 0, n) };
             }
         }
         return;
@@ -106,14 +135,14 @@ pub fn matmul(dst: &mut [f32], ld: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bo
         Par::All if m * n * k >= 64 * 64 * 64 => gemm::Parallelism::Rayon(0),
         Par::All => gemm::Parallelism::None,
     };
-    // SAFETY: the asserts above keep every addressed element of a, b and dst inside its
-    // slice; dst is borrowed mutably, so it aliases neither operand.
+    // SAFETY: the asserts above keep every addressed element of a and b inside its slice;
+    // the caller guarantees the destination.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             ld as isize,
             accumulate,

@@ -1,4 +1,5 @@
-//! Process-wide CPU settings for training: the allocator and denormal floats.
+//! Process-wide settings the CPU kernels want: the allocator and denormal floats. Training
+//! (`ire_train::train`) and the benchmarks apply them with [`tune`] before the first step.
 //!
 //! **Allocator.** A training step allocates and frees the same large buffers every step
 //! (activations, their gradients, blocks of logits: 1–64 MB each). glibc serves blocks above its
