@@ -312,12 +312,12 @@ impl FusedUpdate for Flex {
             .iter()
             .map(|x| x.as_slice::<f32>().expect("owned() is contiguous"))
             .collect();
-        let sel = refresh::kth_smallest(&slices, form, k);
-        let masks = slices
-            .iter()
-            .map(|x| {
-                let bits = refresh::mask(x, form, sel.threshold);
-                FlexTensor::from_data(TensorData::new(bits, [x.len()]))
+        let (sel, masks) = refresh::select_and_mask(&slices, form, k);
+        let masks = masks
+            .into_iter()
+            .map(|bits| {
+                let n = bits.len();
+                FlexTensor::from_data(TensorData::new(bits, [n]))
             })
             .collect();
         (sel, masks)
