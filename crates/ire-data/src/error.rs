@@ -62,6 +62,20 @@ pub enum DataError {
         found: u64,
     },
 
+    /// A prepared shard's bytes differ from what `prepare` wrote (sha256 or id range).
+    #[error(
+        "{path}: damaged token shard: {problem}. Training on it would feed wrong tokens. \
+         Nothing was deleted: remove the prepared folder {dir} and run `ire prepare` again"
+    )]
+    DamagedShard {
+        /// The shard file.
+        path: PathBuf,
+        /// What is wrong (an id out of range, a sha256 mismatch).
+        problem: String,
+        /// The prepared folder.
+        dir: PathBuf,
+    },
+
     /// A token id in the stream is not below the vocabulary size.
     #[error("{path}: token id {id} is not below the vocab size {vocab_size}")]
     TokenOutOfRange {
@@ -184,7 +198,7 @@ pub enum DataError {
         cache: PathBuf,
         /// What is missing (ref, snapshot, file).
         missing: String,
-        /// A `huggingface-cli download …` command that fills the cache.
+        /// An `hf download …` command that fills the cache.
         command: String,
     },
 

@@ -19,7 +19,9 @@
 //! * [`prepare`] tokenizes once into a folder of binary shards ([`shard`] format: 64-byte
 //!   header, u16/u32 little-endian ids, documents separated by end-of-text) and writes
 //!   `meta.json` last. It is idempotent, resumes after a kill, and writes atomically.
-//! * [`PreparedDataset::open`] checks and memory-maps a prepared folder.
+//! * [`PreparedDataset::open`] checks and memory-maps a prepared folder; the first open
+//!   verifies every shard (sha256 from `meta.json`, ids below the vocab) and records it
+//!   in `verified.json`, so later opens skip unchanged shards ([`verify`]).
 //! * [`Loader::batch`] is a pure function of `(seed, global sample index)`; the
 //!   [`Prefetcher`] slices the global stream for data parallelism and builds batches
 //!   ahead; [`LoaderState`] (`next_sample`) is all a checkpoint keeps.
@@ -60,6 +62,7 @@ pub mod prepare;
 pub mod shard;
 pub mod source;
 pub mod tokenizer;
+pub mod verify;
 pub mod wikitext;
 
 pub use config::{DataConfig, DatasetSource, Split, TokenizerSpec, TrainTokenizer};

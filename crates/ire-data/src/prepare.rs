@@ -9,6 +9,7 @@
 //! val-00000.bin / .json
 //! test-00000.bin / .json (sources with a test split)
 //! meta.json             source, tokenizer sha256, shards' sha256 + counts; written LAST ("done")
+//! verified.json         shards checked against meta.json, by file identity (see `verify`)
 //! ```
 //!
 //! A second run sees `meta.json` and returns at once. A run killed midway keeps every shard
@@ -34,6 +35,7 @@ use crate::shard::{
 };
 use crate::source::{split_rule, ResolvedSource, SourceFile, SplitRule};
 use crate::tokenizer::{sha256_hex, Tokenizer};
+use crate::verify::{verify_shards, Verification};
 
 /// The "done" marker and description of a prepared dataset.
 pub const META_FILE: &str = "meta.json";
@@ -780,6 +782,42 @@ impl SplitTokens {
     }
 }
 
+/// Maps one shard of a prepared folder and checks its header against `meta.json`.
+fn open_shard(dir: &Path, meta: &Meta, s: &ShardMeta) -> Result<Shard> {
+    let path = dir.join(&s.file);
+    let shard = Shard::open(&path)?;
+    let h = *shard.header();
+    let vocab_err = |what, expected: u64, found: u64| DataError::VocabMismatch {
+        path: path.clone(),
+        what,
+        expected_from: format!("{} (tokenizer {})", META_FILE, meta.tokenizer.file),
+        expected,
+        found,
+    };
+    if h.vocab_size != meta.tokenizer.vocab_size {
+        return Err(vocab_err(
+            "vocab size",
+            meta.tokenizer.vocab_size,
+            h.vocab_size,
+        ));
+    }
+    if h.eot_id != meta.tokenizer.eot_id {
+        return Err(vocab_err(
+            "end-of-text id",
+            u64::from(meta.tokenizer.eot_id),
+            u64::from(h.eot_id),
+        ));
+    }
+    if h.tokens != s.tokens || h.dtype != meta.dtype {
+        return Err(DataError::CorruptShard {
+            path,
+            expected: format!("{} {:?} tokens as meta.json records", s.tokens, meta.dtype),
+            found: format!("{} {:?} tokens", h.tokens, h.dtype),
+        });
+    }
+    Ok(shard)
+}
+
 /// A prepared dataset folder, opened and checked; its splits are memory-mapped.
 #[derive(Debug)]
 pub struct PreparedDataset {
@@ -787,12 +825,15 @@ pub struct PreparedDataset {
     meta: Meta,
     splits: BTreeMap<Split, Arc<SplitTokens>>,
     preparation: Preparation,
+    verification: Verification,
 }
 
 impl PreparedDataset {
     /// Opens `dir`: reads `meta.json`, checks the tokenizer's sha256 and every shard's
     /// header (magic, version, dtype, vocab size, end-of-text id, token count, file size)
-    /// against it, and maps the shards. Use [`PreparedDataset::verify`] for full checksums.
+    /// against it, and maps the shards. Shards not yet verified, or changed since, are
+    /// hashed and range-checked (see [`crate::verify`]): a damaged one is
+    /// [`DataError::DamagedShard`]; nothing is deleted.
     pub fn open(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
         if !meta_path.exists() {
@@ -817,53 +858,32 @@ impl PreparedDataset {
                 found: tok_sha,
             });
         }
-        let mut splits = BTreeMap::new();
+        let mut opened = Vec::with_capacity(meta.splits.len());
         for (split, sm) in &meta.splits {
-            let mut shards = Vec::with_capacity(sm.shards.len());
-            for s in &sm.shards {
-                let path = dir.join(&s.file);
-                let shard = Shard::open(&path)?;
-                let h = *shard.header();
-                let vocab_err = |what, expected: u64, found: u64| DataError::VocabMismatch {
-                    path: path.clone(),
-                    what,
-                    expected_from: format!("{} (tokenizer {})", META_FILE, meta.tokenizer.file),
-                    expected,
-                    found,
-                };
-                if h.vocab_size != meta.tokenizer.vocab_size {
-                    return Err(vocab_err(
-                        "vocab size",
-                        meta.tokenizer.vocab_size,
-                        h.vocab_size,
-                    ));
-                }
-                if h.eot_id != meta.tokenizer.eot_id {
-                    return Err(vocab_err(
-                        "end-of-text id",
-                        u64::from(meta.tokenizer.eot_id),
-                        u64::from(h.eot_id),
-                    ));
-                }
-                if h.tokens != s.tokens || h.dtype != meta.dtype {
-                    return Err(DataError::CorruptShard {
-                        path,
-                        expected: format!(
-                            "{} {:?} tokens as meta.json records",
-                            s.tokens, meta.dtype
-                        ),
-                        found: format!("{} {:?} tokens", h.tokens, h.dtype),
-                    });
-                }
-                shards.push(shard);
-            }
-            splits.insert(*split, Arc::new(SplitTokens::new(shards)));
+            let shards = sm
+                .shards
+                .iter()
+                .map(|s| open_shard(dir, &meta, s))
+                .collect::<Result<Vec<_>>>()?;
+            opened.push((*split, shards));
         }
+        let pairs: Vec<(&ShardMeta, &Shard)> = meta
+            .splits
+            .values()
+            .zip(&opened)
+            .flat_map(|(sm, (_, shards))| sm.shards.iter().zip(shards))
+            .collect();
+        let verification = verify_shards(dir, &pairs, meta.tokenizer.vocab_size, false)?;
+        let splits = opened
+            .into_iter()
+            .map(|(split, shards)| (split, Arc::new(SplitTokens::new(shards))))
+            .collect();
         Ok(PreparedDataset {
             dir: dir.to_path_buf(),
             meta,
             splits,
             preparation: Preparation::Opened,
+            verification,
         })
     }
 
@@ -952,22 +972,23 @@ impl PreparedDataset {
             })
     }
 
-    /// Recomputes every shard's sha256 and compares it with `meta.json`.
+    /// Shard files hashed and range-checked by this open (empty when the stamp in
+    /// `verified.json` vouched for every shard), and how many were trusted.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
+    }
+
+    /// Checks every shard again (sha256 against `meta.json`, ids below the vocab),
+    /// ignoring the stamp, and records the result.
     pub fn verify(&self) -> Result<()> {
-        for sm in self.meta.splits.values() {
-            for s in &sm.shards {
-                let path = self.dir.join(&s.file);
-                let found = file_sha256(&path)?;
-                if found != s.sha256 {
-                    return Err(DataError::Checksum {
-                        path,
-                        expected: s.sha256.clone(),
-                        found,
-                    });
-                }
-            }
-        }
-        Ok(())
+        let pairs: Vec<(&ShardMeta, &Shard)> = self
+            .meta
+            .splits
+            .iter()
+            .filter_map(|(split, sm)| Some((sm, self.splits.get(split)?)))
+            .flat_map(|(sm, st)| sm.shards.iter().zip(st.shards()))
+            .collect();
+        verify_shards(&self.dir, &pairs, self.meta.tokenizer.vocab_size, true).map(|_| ())
     }
 
     /// `n` fixed validation windows of `ctx` (+1) tokens, spread evenly over the val split.

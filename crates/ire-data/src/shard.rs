@@ -301,6 +301,31 @@ impl ShardWriter {
     }
 }
 
+/// What one pass over a shard's bytes found (see [`Shard::scan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardScan {
+    /// Hex sha256 of the whole file, header included.
+    pub sha256: String,
+    /// The first id not below the vocab size: (position in the shard, id).
+    pub out_of_range: Option<(u64, u32)>,
+}
+
+/// Index and value of the first id in `payload` (whole ids) that is not below `vocab`.
+fn first_out_of_range(payload: &[u8], dtype: TokenDtype, vocab: u64) -> Option<(usize, u32)> {
+    match dtype {
+        TokenDtype::U16 => payload
+            .chunks_exact(2)
+            .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+            .enumerate()
+            .find(|&(_, id)| u64::from(id) >= vocab),
+        TokenDtype::U32 => payload
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .enumerate()
+            .find(|&(_, id)| u64::from(id) >= vocab),
+    }
+}
+
 /// A memory-mapped, validated shard.
 pub struct Shard {
     path: PathBuf,
@@ -385,6 +410,28 @@ impl Shard {
         }
     }
 
+    /// Hashes the whole file and finds the first id not below `vocab_size`, in one pass
+    /// over the mapped bytes.
+    pub fn scan(&self, vocab_size: u64) -> ShardScan {
+        let mut h = Sha256::new();
+        h.update(&self.map[..HEADER_BYTES]);
+        let width = self.header.dtype.bytes();
+        // Whole ids per chunk, so no id straddles two chunks.
+        let chunk = (1 << 20) / width * width;
+        let mut out_of_range = None;
+        for (c, bytes) in self.map[HEADER_BYTES..].chunks(chunk).enumerate() {
+            h.update(bytes);
+            if out_of_range.is_none() {
+                out_of_range = first_out_of_range(bytes, self.header.dtype, vocab_size)
+                    .map(|(i, id)| ((c * (chunk / width) + i) as u64, id));
+            }
+        }
+        ShardScan {
+            sha256: hex::encode(h.finalize()),
+            out_of_range,
+        }
+    }
+
     /// All ids (tests, small shards).
     pub fn to_vec(&self) -> Vec<u32> {
         let mut v = vec![0u32; self.len() as usize];
@@ -418,6 +465,35 @@ mod tests {
             s.read_into(2, &mut mid);
             assert_eq!(mid, [3, (vocab - 1) as u32]);
         }
+    }
+
+    #[test]
+    fn scan_hashes_the_file_and_finds_the_first_id_outside_the_vocab() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.bin");
+        // 600 000 u16 ids: more than one 1 MiB chunk, so positions cross a chunk end.
+        let ids: Vec<u32> = (0..600_000u32).map(|i| i % 1000).collect();
+        let mut w = ShardWriter::create(&p, 1000, 0).unwrap();
+        w.push(&ids).unwrap();
+        let done = w.finish().unwrap();
+        let s = Shard::open(&p).unwrap();
+        assert_eq!(
+            s.scan(1000),
+            ShardScan {
+                sha256: done.sha256.clone(),
+                out_of_range: None
+            }
+        );
+        // Against a smaller vocab the first offender is id 999 at position 999.
+        assert_eq!(s.scan(999).out_of_range, Some((999, 999)));
+        // An id past the first chunk (524 288 ids of 2 bytes).
+        let mut bytes = std::fs::read(&p).unwrap();
+        let pos = 550_000usize;
+        bytes[HEADER_BYTES + pos * 2..HEADER_BYTES + pos * 2 + 2].copy_from_slice(&[0xFF, 0xFF]);
+        std::fs::write(&p, &bytes).unwrap();
+        let scan = Shard::open(&p).unwrap().scan(1000);
+        assert_eq!(scan.out_of_range, Some((550_000, 65535)));
+        assert_ne!(scan.sha256, done.sha256);
     }
 
     #[test]

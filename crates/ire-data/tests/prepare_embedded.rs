@@ -224,14 +224,15 @@ fn damaged_shards_are_reported_with_the_file_and_nothing_is_deleted() {
         "{msg}"
     );
 
-    // A flipped token: headers fine, checksum not.
+    // A flipped bit in the last token: headers fine, checksum not; open refuses it.
     std::fs::write(&shard, &good).unwrap();
     let last = good.len() - 1;
     patch(&shard, last, &[good[last] ^ 1]);
-    let ds = PreparedDataset::open(&out).unwrap();
-    let e = ds.verify().unwrap_err();
+    let e = PreparedDataset::open(&out).unwrap_err();
     assert!(
-        matches!(e, DataError::Checksum { .. }) && e.to_string().contains("train-00001.bin"),
+        matches!(e, DataError::DamagedShard { .. })
+            && e.to_string().contains("train-00001.bin")
+            && e.to_string().contains("sha256"),
         "{e}"
     );
 
@@ -250,6 +251,7 @@ fn damaged_shards_are_reported_with_the_file_and_nothing_is_deleted() {
     // prepare on the damaged-then-repaired folder is a no-op, and nothing was deleted.
     std::fs::write(&shard, &good).unwrap();
     assert_eq!(common::file_names(&out), names);
+    assert!(names.contains(&"verified.json".to_string()), "{names:?}");
     PreparedDataset::open(&out).unwrap().verify().unwrap();
 
     // A folder that was never prepared.
@@ -280,4 +282,135 @@ fn the_default_embedded_config_prepares_sotu() {
     let (train, val) = (ds.num_tokens(Split::Train), ds.num_tokens(Split::Val));
     assert_eq!((train, val), (1_993_801, 214_617), "{train} {val}");
     assert!(ds.val_windows(64, 256).is_ok());
+}
+
+/// Shards of the prepared Moby-Dick, in meta.json order.
+fn shard_files(ds: &PreparedDataset) -> Vec<String> {
+    ds.meta()
+        .splits
+        .values()
+        .flat_map(|s| s.shards.iter().map(|m| m.file.clone()))
+        .collect()
+}
+
+#[test]
+fn a_shard_overwritten_with_ids_outside_the_vocab_is_refused_and_kept() {
+    let root = tempfile::tempdir().unwrap();
+    prepared(root.path());
+    let out = root.path().join("out");
+    let shard = out.join("train-00001.bin");
+    // 16 bytes of 0xFF from token 50 on: u16 ids 65535, far above the vocab of 1024.
+    patch(&shard, 64 + 100, &[0xFF; 16]);
+    let damaged = std::fs::read(&shard).unwrap();
+    let names = common::file_names(&out);
+
+    let e = PreparedDataset::open(&out).unwrap_err();
+    let msg = e.to_string();
+    match &e {
+        DataError::DamagedShard { path, .. } => assert_eq!(path, &shard),
+        other => panic!("expected DamagedShard, got {other}"),
+    }
+    assert!(
+        msg.contains("token id 65535 at position 50 is not below the vocab size 1024")
+            && msg.contains("ire prepare")
+            && msg.contains("Nothing was deleted"),
+        "{msg}"
+    );
+    // The trainer's path (prepare on a prepared folder, then the loader) stops the same way.
+    let e = prepare_with(&cfg(), &out, &offline(root.path())).unwrap_err();
+    assert!(
+        matches!(e, DataError::DamagedShard { ref path, .. } if *path == shard),
+        "{e}"
+    );
+    // The shard is still there, bytes as they were; no file appeared or vanished.
+    assert_eq!(std::fs::read(&shard).unwrap(), damaged);
+    assert_eq!(common::file_names(&out), names);
+}
+
+#[test]
+fn a_shard_with_changed_ids_inside_the_vocab_is_caught_by_its_hash() {
+    let root = tempfile::tempdir().unwrap();
+    prepared(root.path());
+    let out = root.path().join("out");
+    let shard = out.join("val-00000.bin");
+    let good = std::fs::read(&shard).unwrap();
+    let mtime = std::fs::metadata(&shard).unwrap().modified().unwrap();
+    // Ids 1, 2, 3, 4 (all < 1024) over tokens 10..14; same size; mtime set back afterwards.
+    patch(&shard, 64 + 20, &[1, 0, 2, 0, 3, 0, 4, 0]);
+    let file = std::fs::File::options().write(true).open(&shard).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    assert_eq!(std::fs::metadata(&shard).unwrap().len(), good.len() as u64);
+
+    let e = PreparedDataset::open(&out).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, DataError::DamagedShard { ref path, .. } if *path == shard),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("val-00000.bin")
+            && msg.contains("meta.json records")
+            && msg.contains("sha256"),
+        "{msg}"
+    );
+    assert!(shard.exists());
+    // Restored bytes open again.
+    std::fs::write(&shard, &good).unwrap();
+    assert_eq!(
+        PreparedDataset::open(&out).unwrap().verification().checked,
+        vec!["val-00000.bin".to_string()]
+    );
+}
+
+#[test]
+fn an_unchanged_dataset_is_hashed_once_and_a_rewritten_shard_again() {
+    let root = tempfile::tempdir().unwrap();
+    let first = prepared(root.path());
+    let out = root.path().join("out");
+    let all = shard_files(&first);
+    assert!(all.len() >= 4, "{all:?}");
+    // prepare's own open verified every shard and stamped each one.
+    assert_eq!(first.verification().checked, all);
+    let stamp_path = out.join("verified.json");
+    let stamp: ire_data::verify::Stamp =
+        serde_json::from_slice(&std::fs::read(&stamp_path).unwrap()).unwrap();
+    assert_eq!(
+        stamp.shards.keys().cloned().collect::<Vec<_>>().len(),
+        all.len()
+    );
+    let train1 = &stamp.shards["train-00001.bin"];
+    assert_eq!(
+        train1.sha256,
+        first.meta().splits[&Split::Train].shards[1].sha256
+    );
+    assert_eq!(train1.vocab_size, 1024);
+    let stamp_bytes = std::fs::read(&stamp_path).unwrap();
+
+    // Second open: nothing hashed, the stamp untouched.
+    let second = PreparedDataset::open(&out).unwrap();
+    assert!(second.verification().checked.is_empty());
+    assert_eq!(second.verification().trusted, all.len());
+    assert_eq!(std::fs::read(&stamp_path).unwrap(), stamp_bytes);
+
+    // A shard rewritten (same bytes, new mtime) is hashed again, alone.
+    let shard = out.join("train-00001.bin");
+    std::fs::write(&shard, std::fs::read(&shard).unwrap()).unwrap();
+    let third = PreparedDataset::open(&out).unwrap();
+    assert_eq!(
+        third.verification().checked,
+        vec!["train-00001.bin".to_string()]
+    );
+    assert_eq!(third.verification().trusted, all.len() - 1);
+
+    // An unreadable stamp is ignored: everything is checked and the stamp rewritten.
+    std::fs::write(&stamp_path, b"not json").unwrap();
+    let fourth = PreparedDataset::open(&out).unwrap();
+    assert_eq!(fourth.verification().checked, all);
+    assert!(serde_json::from_slice::<ire_data::verify::Stamp>(
+        &std::fs::read(&stamp_path).unwrap()
+    )
+    .is_ok());
+    // verify() always re-checks, stamp or not.
+    fourth.verify().unwrap();
 }
