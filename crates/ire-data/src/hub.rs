@@ -71,14 +71,13 @@ impl HubRepo {
         }
     }
 
-    /// A `huggingface-cli download` command that puts `include` (globs) of this repo in the cache.
+    /// An `hf download` command that puts `include` (globs) of this repo in the cache.
+    /// (`huggingface-cli download` was removed in huggingface_hub 1.0; `hf` replaces it.)
     pub fn download_command(&self, include: &[String]) -> String {
-        let mut cmd = String::from("huggingface-cli download");
+        let mut cmd = format!("hf download {}", self.id);
         if self.kind == RepoKind::Dataset {
             cmd.push_str(" --repo-type dataset");
         }
-        cmd.push(' ');
-        cmd.push_str(&self.id);
         if self.revision != "main" {
             cmd.push_str(&format!(" --revision {}", self.revision));
         }
@@ -261,9 +260,7 @@ impl Hub {
 
 fn hint(msg: &str) -> String {
     if msg.contains("401") || msg.contains("403") {
-        format!(
-            "{msg} (gated or private repo: set HF_TOKEN, or log in with `huggingface-cli login`)"
-        )
+        format!("{msg} (gated or private repo: set HF_TOKEN, or log in with `hf auth login`)")
     } else {
         format!("{msg} (no network? with the files cached, set HF_HUB_OFFLINE=1)")
     }
@@ -434,12 +431,17 @@ mod tests {
         assert_eq!(r.cache_folder(), "datasets--Salesforce--wikitext");
         assert_eq!(
             r.download_command(&["wikitext-103-raw-v1/*".into()]),
-            "huggingface-cli download --repo-type dataset Salesforce/wikitext --include 'wikitext-103-raw-v1/*'"
+            "hf download Salesforce/wikitext --repo-type dataset --include 'wikitext-103-raw-v1/*'"
         );
         let o = HubRepo::dataset("Skylion007/openwebtext", "refs/pr/20");
         assert_eq!(
             o.download_command(&[]),
-            "huggingface-cli download --repo-type dataset Skylion007/openwebtext --revision refs/pr/20"
+            "hf download Skylion007/openwebtext --repo-type dataset --revision refs/pr/20"
+        );
+        assert_eq!(
+            HubRepo::model("openai-community/gpt2", "main")
+                .download_command(&["tokenizer.json".into()]),
+            "hf download openai-community/gpt2 --include 'tokenizer.json'"
         );
         assert_eq!(
             HubRepo::model("openai-community/gpt2", "main").cache_folder(),

@@ -144,7 +144,7 @@ fn offline_with_nothing_cached_says_what_to_download() {
     assert!(matches!(e, DataError::Offline { .. }), "{msg}");
     assert!(
         msg.contains("HF_HUB_OFFLINE")
-            && msg.contains("huggingface-cli download --repo-type dataset Salesforce/wikitext"),
+            && msg.contains("hf download Salesforce/wikitext --repo-type dataset"),
         "{msg}"
     );
     assert!(!out.join("meta.json").exists());
@@ -170,7 +170,7 @@ fn offline_with_nothing_cached_says_what_to_download() {
     let msg = e.to_string();
     assert!(
         msg.contains("model openai-community/gpt2")
-            && msg.contains("huggingface-cli download openai-community/gpt2"),
+            && msg.contains("hf download openai-community/gpt2"),
         "{msg}"
     );
 }
