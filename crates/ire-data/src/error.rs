@@ -262,6 +262,18 @@ pub enum DataError {
         found: String,
     },
 
+    /// Another live `prepare` holds the folder's lock file.
+    #[error(
+        "{dir}: another `ire prepare` (pid {pid}) is writing this folder (lock file prepare.lock); \
+         wait for it to finish, or, if process {pid} is not a prepare of this folder, delete {dir}/prepare.lock"
+    )]
+    Locked {
+        /// The prepared folder.
+        dir: PathBuf,
+        /// The pid in the lock file (0 if unreadable).
+        pid: u32,
+    },
+
     /// A prepared dataset folder lacks `meta.json` (never prepared, or interrupted).
     #[error("{path}: no meta.json: the dataset is not prepared (or preparing it did not finish); run `ire prepare`")]
     NotPrepared {

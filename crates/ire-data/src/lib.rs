@@ -57,6 +57,7 @@ pub mod embedded;
 pub mod error;
 pub mod hub;
 pub mod loader;
+pub mod lock;
 pub mod parquet_text;
 pub mod prepare;
 pub mod shard;

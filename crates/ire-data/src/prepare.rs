@@ -8,6 +8,7 @@
 //! train-00000.json      the shard's record: written right after the shard, lets a killed run resume
 //! val-00000.bin / .json
 //! test-00000.bin / .json (sources with a test split)
+//! prepare.lock          while a `prepare` writes the folder: its pid (see `lock`)
 //! meta.json             source, tokenizer sha256, shards' sha256 + counts; written LAST ("done")
 //! verified.json         shards checked against meta.json, by file identity (see `verify`)
 //! ```
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 use crate::config::{DataConfig, DatasetSource, Split, TokenizerSpec};
 use crate::error::{DataError, Result};
 use crate::hub::{Hub, HubOptions, HubRepo};
+use crate::lock::PrepareLock;
 use crate::shard::{
     file_sha256, write_atomic, Shard, ShardWriter, TokenDtype, FORMAT_VERSION, HEADER_BYTES,
 };
@@ -227,6 +229,38 @@ pub fn prepare(cfg: &DataConfig, out: &Path) -> Result<PreparedDataset> {
     prepare_with(cfg, out, &HubOptions::from_env())
 }
 
+/// Opens `out` when it holds a finished dataset of this config (`meta.json` present);
+/// `None` when there is none yet; an error when it was prepared from another config.
+fn open_prepared(
+    cfg: &DataConfig,
+    out: &Path,
+    fingerprint: &str,
+) -> Result<Option<PreparedDataset>> {
+    let meta_path = out.join(META_FILE);
+    if !meta_path.exists() {
+        return Ok(None);
+    }
+    let meta: Meta = read_json(&meta_path, "meta.json")?;
+    if meta.config_fingerprint != fingerprint {
+        return Err(DataError::PreparedMismatch {
+            path: meta_path,
+            field: "config".into(),
+            expected: describe_config(cfg),
+            found: format!(
+                "dataset {}, tokenizer {}, shard_tokens {}, split {}",
+                serde_json::to_string(&meta.source).unwrap_or_default(),
+                meta.tokenizer.spec.name(),
+                meta.shard_tokens,
+                serde_json::to_string(&meta.split_rule).unwrap_or_default()
+            ),
+        });
+    }
+    info!(dir = %out.display(), "already prepared (meta.json present); nothing to do");
+    let mut ds = PreparedDataset::open(out)?;
+    ds.preparation = Preparation::AlreadyPrepared;
+    Ok(Some(ds))
+}
+
 /// Prepares `cfg`'s dataset into `out`: resolve and fetch the source, get or train the
 /// tokenizer, tokenize in parallel into shards, write `meta.json` last.
 ///
@@ -239,30 +273,17 @@ pub fn prepare_with(
 ) -> Result<PreparedDataset> {
     cfg.validate()?;
     let fingerprint = config_fingerprint(cfg);
-    let meta_path = out.join(META_FILE);
-    if meta_path.exists() {
-        let meta: Meta = read_json(&meta_path, "meta.json")?;
-        if meta.config_fingerprint != fingerprint {
-            return Err(DataError::PreparedMismatch {
-                path: meta_path,
-                field: "config".into(),
-                expected: describe_config(cfg),
-                found: format!(
-                    "dataset {}, tokenizer {}, shard_tokens {}, split {}",
-                    serde_json::to_string(&meta.source).unwrap_or_default(),
-                    meta.tokenizer.spec.name(),
-                    meta.shard_tokens,
-                    serde_json::to_string(&meta.split_rule).unwrap_or_default()
-                ),
-            });
-        }
-        info!(dir = %out.display(), "already prepared (meta.json present); nothing to do");
-        let mut ds = PreparedDataset::open(out)?;
-        ds.preparation = Preparation::AlreadyPrepared;
+    if let Some(ds) = open_prepared(cfg, out, &fingerprint)? {
         return Ok(ds);
     }
     std::fs::create_dir_all(out)
         .map_err(|e| DataError::io(out, "creating the prepared folder", e))?;
+    // Held until this function returns; a second `prepare` on `out` stops with Locked.
+    let _lock = PrepareLock::acquire(out)?;
+    // Another process may have finished the folder between the check above and the lock.
+    if let Some(ds) = open_prepared(cfg, out, &fingerprint)? {
+        return Ok(ds);
+    }
     remove_tmp_files(out)?;
 
     let hub = Hub::new(hub_opts.clone())?;
@@ -332,7 +353,7 @@ pub fn prepare_with(
         shard_tokens: cfg.shard_tokens,
         splits,
     };
-    write_json(&meta_path, &meta)?;
+    write_json(&out.join(META_FILE), &meta)?;
     for (split, m) in &meta.splits {
         info!(%split, documents = m.documents, tokens = m.tokens, shards = m.shards.len(), "prepared");
     }

@@ -414,3 +414,37 @@ fn an_unchanged_dataset_is_hashed_once_and_a_rewritten_shard_again() {
     // verify() always re-checks, stamp or not.
     fourth.verify().unwrap();
 }
+
+#[test]
+fn a_prepare_on_a_locked_folder_stops_and_a_dead_holders_lock_is_taken_over() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let lock = out.join("prepare.lock");
+
+    // A live holder (this very process): refused, nothing written.
+    let me = std::process::id();
+    std::fs::write(&lock, format!("{me}\n")).unwrap();
+    let e = prepare_with(&cfg(), &out, &offline(root.path())).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, DataError::Locked { pid, .. } if pid == me),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&out.display().to_string()) && msg.contains(&format!("pid {me}")),
+        "{msg}"
+    );
+    assert_eq!(common::file_names(&out), vec!["prepare.lock".to_string()]);
+
+    // A holder that has exited: its lock is taken over, the folder prepared, the lock
+    // released at the end.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(&lock, format!("{dead}\n")).unwrap();
+    let ds = prepare_with(&cfg(), &out, &offline(root.path())).unwrap();
+    assert!(matches!(ds.preparation(), Preparation::Prepared { .. }));
+    assert!(!lock.exists());
+    assert_eq!(ds.meta().splits[&Split::Val].documents, 13);
+}
