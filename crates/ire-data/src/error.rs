@@ -215,6 +215,22 @@ pub enum DataError {
         message: String,
     },
 
+    /// Numbered source files (`…-00003-of-00012…`) with gaps: a partial download.
+    #[error(
+        "{source_name}: {count} numbered file(s) missing, e.g. {missing}: the cache holds only part \
+         of the dataset (an interrupted download?). Fetch the rest with `{command}`"
+    )]
+    IncompleteSource {
+        /// Repo, revision and commit.
+        source_name: String,
+        /// How many files are missing.
+        count: usize,
+        /// The first few missing names (patterns: the hash suffix is unknown).
+        missing: String,
+        /// An `hf download …` command that fetches them.
+        command: String,
+    },
+
     /// No file in a source matches the expected pattern.
     #[error("{source_name}: no file matches `{pattern}` ({count} files listed{sample})")]
     NoMatchingFiles {

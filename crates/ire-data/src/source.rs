@@ -4,12 +4,16 @@
 //! pattern, never hard-coded: shard names carry hashes). Splits come from the files
 //! (Wikitext, Minipile), from the document index (OpenWebText and local files: a seeded hash
 //! of the index holds out `val_fraction` of the documents, as nanoGPT's 0.0005 / seed 2357),
-//! or, for the embedded corpora, from every n-th document.
+//! or, for the embedded corpora, from every n-th document. Numbered hub files
+//! (`train-00003-of-00012…`) must all be present: a partial cache is an error, not a
+//! smaller dataset.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -164,18 +168,65 @@ fn hub_split_files(
     folder: &str,
     format: &FileFormat,
 ) -> Result<Vec<SourceFile>> {
-    let mut files = Vec::new();
+    let mut names = Vec::new();
     for (split, name) in [
         (Split::Train, "train"),
         (Split::Val, "validation"),
         (Split::Test, "test"),
     ] {
         let pattern = format!("{folder}/{name}-*.parquet");
-        for f in matching(listing, &pattern)? {
-            files.push(hub_file(hub, listing, &f, Some(split), format.clone())?);
+        names.extend(matching(listing, &pattern)?.into_iter().map(|f| (split, f)));
+    }
+    let all: Vec<String> = names.iter().map(|(_, f)| f.clone()).collect();
+    check_numbered_complete(listing, &all)?;
+    names
+        .into_iter()
+        .map(|(split, f)| hub_file(hub, listing, &f, Some(split), format.clone()))
+        .collect()
+}
+
+/// Checks that numbered files (`…-00003-of-00012…`) are all there: for each prefix and
+/// count N, indices 0..N. A cache filled by an interrupted download holds only some of
+/// them, and reading it would silently give a truncated dataset.
+pub fn check_numbered_complete(listing: &RepoListing, names: &[String]) -> Result<()> {
+    // Built from a literal; compiling it cannot fail.
+    let re = Regex::new(r"^(.*)-(\d+)-of-(\d+)").expect("valid numbered-file regex");
+    let mut groups: BTreeMap<(String, usize, u64), BTreeSet<u64>> = BTreeMap::new();
+    for name in names {
+        let Some(c) = re.captures(name) else { continue };
+        let (Ok(i), Ok(n)) = (c[2].parse::<u64>(), c[3].parse::<u64>()) else {
+            continue;
+        };
+        groups
+            .entry((c[1].to_string(), c[2].len(), n))
+            .or_default()
+            .insert(i);
+    }
+    let mut missing = Vec::new();
+    for ((prefix, width, n), present) in &groups {
+        let w = *width;
+        for i in (0..*n).filter(|i| !present.contains(i)) {
+            missing.push(format!("{prefix}-{i:0w$}-of-{n:0w$}*"));
         }
     }
-    Ok(files)
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let repo = &listing.repo;
+    let mut patterns: Vec<String> = groups.keys().map(|(p, _, _)| format!("{p}-*")).collect();
+    patterns.dedup();
+    Err(DataError::IncompleteSource {
+        source_name: format!("{}@{} ({})", repo.id, repo.revision, listing.commit),
+        count: missing.len(),
+        // A handful of names; the count says how many in all.
+        missing: missing
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        command: repo.download_command(&patterns),
+    })
 }
 
 fn hub_file(
@@ -295,6 +346,7 @@ impl ResolvedSource {
                     // Reuse the uniform "nothing matches" error.
                     matching(&listing, "*/train-*.parquet")?;
                 }
+                check_numbered_complete(&listing, &names)?;
                 let format = FileFormat::Parquet {
                     column: "text".into(),
                 };

@@ -305,3 +305,92 @@ fn openwebtext_at_refs_pr_20_holds_out_validation_by_document_index() {
         .collect();
     assert_eq!(tok.decode(&val).unwrap(), want);
 }
+
+#[test]
+fn a_partial_cache_is_an_error_naming_the_missing_files() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("hub");
+    gpt2_in_cache(&cache);
+    // Minipile with train shard 1 of 0..3 never downloaded.
+    let minipile = HubRepo::dataset("JeanKaddour/minipile", "main");
+    common::fake_hub_repo(
+        &cache,
+        &minipile,
+        COMMIT,
+        &[
+            ("data/train-00000-of-00003-aaaa.parquet", pq(&["a"])),
+            ("data/train-00002-of-00003-cccc.parquet", pq(&["c"])),
+            ("data/validation-00000-of-00001-dddd.parquet", pq(&["v"])),
+            ("data/test-00000-of-00001-eeee.parquet", pq(&["t"])),
+        ],
+    );
+    let out = root.path().join("out");
+    let e = prepare_with(
+        &DataConfig::for_dataset(DatasetSource::Minipile),
+        &out,
+        &HubOptions::offline(&cache),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, DataError::IncompleteSource { count: 1, .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("data/train-00001-of-00003*")
+            && msg.contains(
+                "hf download JeanKaddour/minipile --repo-type dataset --include 'data/test-*' \
+                 --include 'data/train-*' --include 'data/validation-*'"
+            ),
+        "{msg}"
+    );
+    assert!(!out.join("meta.json").exists());
+
+    // OpenWebText with 2 of 4 train files cached: both gaps are counted, named.
+    let owt = HubRepo::dataset("Skylion007/openwebtext", "refs/pr/20");
+    common::fake_hub_repo(
+        &cache,
+        &owt,
+        COMMIT,
+        &[
+            ("plain_text/train-00000-of-00004.parquet", pq(&["a"])),
+            ("plain_text/train-00002-of-00004.parquet", pq(&["c"])),
+        ],
+    );
+    let owt_cfg = DataConfig {
+        dataset: DatasetSource::OpenWebText {
+            repo: owt.id.clone(),
+            revision: owt.revision.clone(),
+        },
+        ..Default::default()
+    };
+    let e = prepare_with(&owt_cfg, &out, &HubOptions::offline(&cache)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, DataError::IncompleteSource { count: 2, .. })
+            && msg.contains("plain_text/train-00001-of-00004*, plain_text/train-00003-of-00004*"),
+        "{msg}"
+    );
+
+    // The missing files arrive, one of them cut short: the parquet reader names it.
+    let mut short = pq(&["b"]);
+    short.truncate(short.len() / 2);
+    common::fake_hub_repo(
+        &cache,
+        &minipile,
+        COMMIT,
+        &[("data/train-00001-of-00003-bbbb.parquet", short)],
+    );
+    let e = prepare_with(
+        &DataConfig::for_dataset(DatasetSource::Minipile),
+        &out,
+        &HubOptions::offline(&cache),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, DataError::Parquet { .. })
+            && e.to_string()
+                .contains("data/train-00001-of-00003-bbbb.parquet"),
+        "{e}"
+    );
+}
