@@ -231,6 +231,24 @@ pub enum DataError {
         command: String,
     },
 
+    /// A cached or downloaded hub file's size differs from the hub's listing.
+    #[error(
+        "{path}: {file} has {found} bytes, the hub lists {expected}: the cached copy is \
+         incomplete or damaged. Delete that file (and its blob) and run again, or fetch it with `{command}`"
+    )]
+    HubFileSize {
+        /// The local file.
+        path: PathBuf,
+        /// Repo, commit and file name.
+        file: String,
+        /// Size in the listing.
+        expected: u64,
+        /// Size on disk.
+        found: u64,
+        /// An `hf download …` command for it.
+        command: String,
+    },
+
     /// No file in a source matches the expected pattern.
     #[error("{source_name}: no file matches `{pattern}` ({count} files listed{sample})")]
     NoMatchingFiles {

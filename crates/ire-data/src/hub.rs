@@ -6,14 +6,19 @@
 //! With `HF_HUB_OFFLINE=1` nothing touches the network: the revision is resolved through
 //! `refs/<revision>` and files are read from `snapshots/<commit>/`, which is also how files
 //! are listed. Anything missing gives one [`DataError::Offline`] that says how to fetch it.
+//! Online listings are bounded in time, retried with backoff and carry sizes; see
+//! [`crate::hub_fetch`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Cache, Repo, RepoType};
 use tracing::{info, warn};
 
 use crate::error::{DataError, Result};
+use crate::hub_fetch::{check_size, finish_cached, list_online};
 
 /// Kind of hub repo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +92,7 @@ impl HubRepo {
         cmd
     }
 
-    fn hf(&self) -> Repo {
+    pub(crate) fn hf(&self) -> Repo {
         let kind = match self.kind {
             RepoKind::Model => RepoType::Model,
             RepoKind::Dataset => RepoType::Dataset,
@@ -109,6 +114,12 @@ pub struct HubOptions {
     pub endpoint: Option<String>,
     /// Show download progress bars (they stay hidden when stderr is not a terminal).
     pub progress: bool,
+    /// Limit on one listing request (connect + answer); default 30 s.
+    pub timeout: Duration,
+    /// Further attempts after a failed listing; default 4.
+    pub retries: u32,
+    /// First wait between attempts, doubled each time up to 8×; default 1 s (1, 2, 4, 8 s).
+    pub backoff_base: Duration,
 }
 
 impl HubOptions {
@@ -133,6 +144,7 @@ impl HubOptions {
             token: var("HF_TOKEN"),
             endpoint: var("HF_ENDPOINT"),
             progress: true,
+            ..Self::offline(PathBuf::new())
         }
     }
 
@@ -144,6 +156,9 @@ impl HubOptions {
             token: None,
             endpoint: None,
             progress: false,
+            timeout: Duration::from_secs(30),
+            retries: 4,
+            backoff_base: Duration::from_secs(1),
         }
     }
 }
@@ -157,6 +172,17 @@ pub struct RepoListing {
     pub commit: String,
     /// Repo-relative paths with `/` separators, sorted.
     pub files: Vec<String>,
+    /// Size and blob name per file, from an online listing (empty from the cache).
+    pub remote: BTreeMap<String, RemoteFile>,
+}
+
+/// What the hub says about one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Bytes.
+    pub size: u64,
+    /// Its name under `blobs/` in the cache (LFS sha256, else git blob id).
+    pub blob: String,
 }
 
 /// Hub client over the HF cache; offline or online per [`HubOptions`].
@@ -203,17 +229,9 @@ impl Hub {
         let Some(api) = &self.api else {
             return list_cached(&self.opts.cache_dir, repo);
         };
-        match api.repo(repo.hf()).info() {
-            Ok(info) => {
-                let mut files: Vec<String> =
-                    info.siblings.into_iter().map(|s| s.rfilename).collect();
-                files.sort();
-                Ok(RepoListing {
-                    repo: repo.clone(),
-                    commit: info.sha,
-                    files,
-                })
-            }
+        let o = &self.opts;
+        match list_online(api, repo, o.timeout, o.retries, o.backoff_base) {
+            Ok(listing) => Ok(listing),
             Err(e) => match list_cached(&self.opts.cache_dir, repo) {
                 Ok(cached) => {
                     warn!(repo = %repo.id, revision = %repo.revision, error = %e,
@@ -224,7 +242,7 @@ impl Hub {
                     repo: repo.describe(),
                     revision: repo.revision.clone(),
                     action: "listing files".into(),
-                    message: hint(&e.to_string()),
+                    message: hint(&e),
                 }),
             },
         }
@@ -235,7 +253,12 @@ impl Hub {
         let repo = &listing.repo;
         let cached = snapshot_dir(&self.opts.cache_dir, repo, &listing.commit).join(file);
         if cached.is_file() {
+            check_size(listing, file, &cached)?;
             return Ok(cached);
+        }
+        if let Some(path) = finish_cached(&self.opts.cache_dir, listing, file)? {
+            check_size(listing, file, &path)?;
+            return Ok(path);
         }
         let Some(api) = &self.api else {
             return Err(DataError::Offline {
@@ -247,14 +270,17 @@ impl Hub {
             });
         };
         info!(repo = %repo.id, file, "downloading");
-        api.repo(repo.hf())
+        let path = api
+            .repo(repo.hf())
             .download(file)
             .map_err(|e| DataError::Hub {
                 repo: repo.describe(),
                 revision: repo.revision.clone(),
                 action: format!("downloading {file}"),
                 message: hint(&e.to_string()),
-            })
+            })?;
+        check_size(listing, file, &path)?;
+        Ok(path)
     }
 }
 
@@ -326,6 +352,7 @@ pub fn list_cached(cache_dir: &Path, repo: &HubRepo) -> Result<RepoListing> {
         repo: repo.clone(),
         commit,
         files,
+        remote: BTreeMap::new(),
     })
 }
 
