@@ -176,7 +176,7 @@ fn config_errors_are_one_clear_line() {
 }
 
 #[test]
-fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
+fn sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_status() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
@@ -215,13 +215,15 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
         assert!(started.elapsed().as_secs() < 120, "training did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // SIGTERM, what a scheduler sends first, like Ctrl-C (SIGINT).
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    let stdout = ok(&out);
+    assert_eq!(out.status.code(), Some(75), "interrupted, resumable: exit status 75");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("stopped after"), "{stdout}");
     let steps: usize = stdout
         .split("stopped after ")
@@ -237,4 +239,138 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
         ckpt.join("trainer_state.json").exists(),
         "no checkpoint at step {steps}"
     );
+}
+
+/// Starts `ire` with extra environment variables, output captured.
+fn spawn_ire(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ire"))
+        .args(args)
+        .current_dir(cwd)
+        .env("HF_HUB_OFFLINE", "1")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the ire binary runs")
+}
+
+/// Waits for `child` at most `secs` seconds (a hang fails the test instead of stalling it).
+fn wait_within(mut child: std::process::Child, secs: u64) -> Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            panic!("ire did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A metrics file without its timings, parsed (so equal means equal to the last bit).
+fn metric_values(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for key in ["tokens_per_s", "mfu", "wall_s"] {
+                v.as_object_mut().unwrap().remove(key);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The AdmIRE run the kill tests cut: long enough (300 micro steps) that a kill lands mid-run.
+fn long_run(config: &str, dir: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--config", config, "--no-progress"]
+        .map(String::from)
+        .to_vec();
+    args.extend(SMALL.map(String::from));
+    for set in [
+        "schedule.total=300",
+        "checkpoint.interval=10",
+        "eval.interval=50",
+        "optim.interval=2",
+        &format!("run.dir={dir}"),
+    ] {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
+    args
+}
+
+#[test]
+fn sigkill_or_a_kill_during_a_checkpoint_write_then_resume_equals_the_uninterrupted_run() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-admire.toml");
+    let config = config.to_str().unwrap();
+    let refs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
+    let full = refs(&long_run(config, "runs/full"));
+    ok(&ire(&full.iter().map(String::as_str).collect::<Vec<_>>(), cwd));
+
+    // 1. SIGKILL once the checkpoint of step 10 exists.
+    let cut = refs(&long_run(config, "runs/cut"));
+    let mut child = spawn_ire(&cut.iter().map(String::as_str).collect::<Vec<_>>(), cwd, &[]);
+    let ckpt = cwd.join("runs/cut/checkpoints/step-000010/trainer_state.json");
+    let started = std::time::Instant::now();
+    while !ckpt.exists() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint at step 10");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "killed mid-run");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // 2. Killed halfway through writing the checkpoint of step 20 (after step 10's).
+    let kill = refs(&long_run(config, "runs/kill"));
+    let child = spawn_ire(
+        &kill.iter().map(String::as_str).collect::<Vec<_>>(),
+        cwd,
+        &[("IRE_FAULT", "0:19:kill")],
+    );
+    let out = wait_within(child, 300);
+    assert!(!out.status.success(), "aborted mid-write");
+    assert!(cwd.join("runs/kill/checkpoints/.step-000020.tmp").exists());
+
+    for run in ["runs/cut", "runs/kill"] {
+        ok(&ire(&["train", "--resume", run, "--no-progress"], cwd));
+        assert!(!cwd.join(run).join("checkpoints/.step-000020.tmp").exists());
+        assert_eq!(
+            metric_values(&cwd.join("runs/full/metrics.jsonl")),
+            metric_values(&cwd.join(run).join("metrics.jsonl")),
+            "{run}: metrics differ from the uninterrupted run"
+        );
+        assert_eq!(
+            std::fs::read(cwd.join("runs/full/checkpoints/step-000300/model.safetensors")).unwrap(),
+            std::fs::read(cwd.join(run).join("checkpoints/step-000300/model.safetensors")).unwrap(),
+            "{run}: final weights differ"
+        );
+    }
+}
+
+#[test]
+fn a_failure_on_one_of_two_devices_exits_with_its_error() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-adamw.toml");
+    let config = config.to_str().unwrap();
+    for (i, (fault, expect)) in [
+        ("0:2:report", "injected fault: rank 0, step 2, report"),
+        ("1:3:micro:panic", "rank 1 panicked during micro-batches"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = format!("run.dir=runs/two-{i}");
+        let mut args = vec!["train", "--config", config, "--no-progress"];
+        args.extend(SMALL);
+        args.extend(["--set", "run.devices=[\"cpu\", \"cpu\"]", "--set", &dir]);
+        let out = wait_within(spawn_ire(&args, cwd, &[("IRE_FAULT", fault)]), 120);
+        assert_eq!(out.status.code(), Some(1), "{fault}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{fault}: {err}");
+    }
 }

@@ -47,7 +47,10 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(args),
         Command::Score(args) => cmd::score::run(args),
-        Command::Train(args) => cmd::train::run(args),
+        Command::Train(args) => match cmd::train::run(args) {
+            Ok(code) => return std::process::ExitCode::from(code),
+            Err(e) => Err(e),
+        },
         Command::Prepare(args) => cmd::prepare::run(args),
         Command::Compare(args) => cmd::compare::run(args),
         Command::Export(args) => cmd::export::run(args),

@@ -60,15 +60,20 @@ pub fn save_hf<B: Backend>(
     write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename, so a crash never
-/// leaves a half-written file under the final name.
+/// Writes `bytes` to `path` through a temporary sibling file, flushed to disk (fsync) before
+/// it is renamed, so neither a crash nor a power loss leaves a half-written file under the
+/// final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LlamaError> {
+    use std::io::Write;
     let tmp = path.with_extension(format!(
         "{}.tmp{}",
         path.extension().and_then(|e| e.to_str()).unwrap_or(""),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).map_err(|e| LlamaError::io(&tmp, e))?;
+    let mut file = std::fs::File::create(&tmp).map_err(|e| LlamaError::io(&tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| LlamaError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| LlamaError::io(path, e))
 }
 

@@ -119,3 +119,34 @@ pub fn replace_values<B: Backend, M: Module<B>>(
     };
     module.map(&mut replacer)
 }
+
+struct FiniteCheck {
+    path: PathStack,
+    bad: Vec<String>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for FiniteCheck {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let finite: bool = param.val().is_finite().all().into_scalar().elem();
+        if !finite {
+            self.bad.push(self.path.name());
+        }
+    }
+}
+
+/// Names of the parameters holding a NaN or an infinity (one reduction per parameter on its
+/// device; empty when all are finite).
+pub fn non_finite_params<B: Backend, M: Module<B>>(module: &M) -> Vec<String> {
+    let mut check = FiniteCheck {
+        path: PathStack::default(),
+        bad: Vec::new(),
+    };
+    module.visit(&mut check);
+    check.bad
+}

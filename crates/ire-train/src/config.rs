@@ -35,6 +35,9 @@ pub struct RunConfig {
     /// Logging.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// What to do when a step's loss or gradient norm is not finite.
+    #[serde(default)]
+    pub guard: GuardSection,
 }
 
 /// `[run]`
@@ -214,6 +217,44 @@ impl Default for MetricsSection {
     }
 }
 
+/// What a non-finite step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinitePolicy {
+    /// Stop the run (no update applied, nothing saved from the bad step).
+    Stop,
+    /// Skip the update and go on, up to `guard.max_skipped` steps in the whole run.
+    Skip,
+}
+
+/// `[guard]`: the check between the backward pass and the optimizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSection {
+    /// `"stop"` (default) or `"skip"`.
+    #[serde(default = "default_policy")]
+    pub nonfinite: NonFinitePolicy,
+    /// With `"skip"`: the run stops once more than this many steps were skipped.
+    #[serde(default = "default_max_skipped")]
+    pub max_skipped: usize,
+}
+
+fn default_policy() -> NonFinitePolicy {
+    NonFinitePolicy::Stop
+}
+fn default_max_skipped() -> usize {
+    10
+}
+
+impl Default for GuardSection {
+    fn default() -> Self {
+        Self {
+            nonfinite: default_policy(),
+            max_skipped: default_max_skipped(),
+        }
+    }
+}
+
 impl RunConfig {
     /// Reads a config file, applies `overrides` (`key.path=value`, the value in TOML syntax or a
     /// bare string), and validates it. Every error names the file and the key.
@@ -224,9 +265,15 @@ impl RunConfig {
 
     /// As [`RunConfig::load`] from text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self, TrainError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| TrainError::Config {
-            key: origin.to_string(),
-            message: e.message().to_string(),
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| line_column(text, span.start));
+            TrainError::Config {
+                key: match at {
+                    Some((line, column)) => format!("{origin}:{line}:{column}"),
+                    None => origin.to_string(),
+                },
+                message: e.message().to_string(),
+            }
         })?;
         for item in overrides {
             apply_override(&mut value, item)?;
@@ -266,6 +313,12 @@ impl RunConfig {
         if self.checkpoint.keep == 0 {
             return Err(TrainError::config("checkpoint.keep", "at least 1"));
         }
+        if self.eval.windows == 0 {
+            return Err(TrainError::config(
+                "eval.windows",
+                "at least 1 validation window",
+            ));
+        }
         if self.metrics.log_interval == 0 {
             return Err(TrainError::config("metrics.log_interval", "at least 1"));
         }
@@ -295,6 +348,14 @@ impl RunConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a RunConfig always serializes to TOML")
     }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 /// Applies one `a.b.c=value` override to a TOML tree.

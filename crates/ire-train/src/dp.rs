@@ -85,6 +85,30 @@ impl Rank {
     }
 }
 
+impl Rank {
+    /// The error-carrying barrier: every rank calls it at the same point with the outcome of
+    /// its own work since the last one, and all learn whether any rank failed. A rank's own
+    /// error comes back to it; a rank that was fine gets [`TrainError::PeerFailed`], so every
+    /// rank leaves the loop at the same step and none waits forever in the next all-reduce.
+    /// `values` are summed over the ranks alongside (loss, stop flags).
+    pub fn agree<B: AutodiffBackend, T>(
+        &self,
+        local: Result<T, TrainError>,
+        values: &[f32],
+        device: &B::Device,
+    ) -> Result<(T, Vec<f32>), TrainError> {
+        let mut send = values.to_vec();
+        send.push(if local.is_err() { 1.0 } else { 0.0 });
+        let summed = self.sum_host::<B>(&send, device)?;
+        let failed = summed[values.len()];
+        match local {
+            Err(e) => Err(e),
+            Ok(_) if failed > 0.0 => Err(TrainError::PeerFailed),
+            Ok(v) => Ok((v, summed[..values.len()].to_vec())),
+        }
+    }
+}
+
 /// Resets burn-collective's in-process server so a new group can form (a second run in the
 /// same process, e.g. in tests).
 pub fn reset<B: AutodiffBackend>() {

@@ -30,15 +30,38 @@ pub enum TrainError {
         /// What is wrong and what to do.
         message: String,
     },
-    /// The loss became NaN or infinite.
-    #[error("non-finite training loss ({loss}) at step {step}; the run stopped without saving. {last_good}")]
+    /// A step's loss or gradient norm was NaN or infinite; the update was not applied.
+    #[error("non-finite {cause} at step {step}: the update was not applied and the run stopped. {last_good}")]
     NonFinite {
-        /// The step whose loss was not finite.
+        /// The step (1-based, as logged) whose values were not finite.
         step: usize,
-        /// The loss value.
-        loss: f32,
-        /// Where the last good checkpoint is.
+        /// What was not finite, e.g. `training loss (NaN)`.
+        cause: String,
+        /// Where the newest good checkpoint is.
         last_good: String,
+    },
+    /// Another data-parallel rank failed; its error is the one reported.
+    #[error("stopped because another data-parallel rank failed")]
+    PeerFailed,
+    /// A rank's thread panicked (a bug); the run stopped on every rank.
+    #[error("rank {rank} panicked during {phase}: {message}")]
+    Panic {
+        /// The rank.
+        rank: usize,
+        /// The phase of the step.
+        phase: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+    /// A fault injected by a test (`TrainOptions::fault`, `IRE_FAULT`).
+    #[error("injected fault: rank {rank}, step {step}, {phase}")]
+    Injected {
+        /// The rank.
+        rank: usize,
+        /// The step.
+        step: usize,
+        /// The phase.
+        phase: &'static str,
     },
     /// From the model crate.
     #[error(transparent)]

@@ -5,6 +5,9 @@
 //! - [`train`]: the loop — gradient accumulation, data parallelism over several devices,
 //!   global-norm clipping, AdmIRE's mask refresh, evaluation, metrics, atomic checkpoints and
 //!   exact resume.
+//! - Reliability: a guard against non-finite steps (`[guard]`), errors that stop every rank
+//!   ([`dp::Rank::agree`]), verified durable checkpoints ([`checkpoint`]), resume checks
+//!   ([`resume`]), signal handling ([`signals`]); `docs/reliability.md` has the table.
 //! - [`compare`]: loss curves and the paper's speed-up table; [`export`]: HF folders.
 #![warn(missing_docs)]
 
@@ -14,12 +17,17 @@ mod config;
 pub mod dp;
 mod error;
 pub mod export;
+pub mod fault;
 pub mod metrics;
+mod rank_loop;
+pub mod resume;
+pub mod signals;
 mod trainer;
 
 pub use config::{
-    BatchSection, CheckpointSection, EvalSection, MetricsSection, ModelSection, RunConfig,
-    RunSection,
+    BatchSection, CheckpointSection, EvalSection, GuardSection, MetricsSection, ModelSection,
+    NonFinitePolicy, RunConfig, RunSection,
 };
 pub use error::TrainError;
-pub use trainer::{evaluate, install_ctrlc_handler, train, TrainOptions, TrainSummary};
+pub use rank_loop::evaluate;
+pub use trainer::{train, TrainOptions, TrainSummary};

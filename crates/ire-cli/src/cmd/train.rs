@@ -1,4 +1,8 @@
 //! `ire train`: run (or resume) a training run from a TOML config.
+//!
+//! Exit status: 0 finished (or stopped at `--stop-at`), 75 stopped by SIGINT/SIGTERM/SIGHUP
+//! after writing a checkpoint (continue with `--resume`), 130 a second signal (no checkpoint
+//! of that step), 1 an error.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,10 +31,14 @@ pub struct Args {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// With --resume: accept a change of this config key or section against the checkpoint's
+    /// config (e.g. schedule.total, optim, global_batch); repeatable.
+    #[arg(long = "allow-change", value_name = "KEY", requires = "resume")]
+    allow_change: Vec<String>,
 }
 
-/// Runs `ire train`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Runs `ire train`; returns the exit status (see the module docs).
+pub fn run(args: Args) -> anyhow::Result<u8> {
     let (path, resume) = match &args.resume {
         Some(dir) => (dir.join(ire_train::checkpoint::RUN_CONFIG_FILE), true),
         None => (
@@ -52,11 +60,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .metrics
         .peak_flops
         .unwrap_or(crate::backend::DEFAULT_PEAK_FLOPS);
-    ire_train::install_ctrlc_handler();
+    ire_train::signals::install_stop_handler();
     let opts = TrainOptions {
         resume,
         stop_at: args.stop_at,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
+        allow_changes: args.allow_change.clone(),
+        fault: ire_train::fault::Fault::from_env()?,
     };
     let run_dir = cfg.run.dir.clone();
     let summary = ire_train::train::<crate::backend::TrainBackend>(cfg, devices, opts, peak)?;
@@ -77,5 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| "-".into()),
         run_dir.join("metrics.jsonl").display()
     );
-    Ok(())
+    Ok(match summary.signalled {
+        true => ire_train::signals::EXIT_INTERRUPTED,
+        false => 0,
+    })
 }
