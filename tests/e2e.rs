@@ -222,7 +222,11 @@ fn sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_status() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(75), "interrupted, resumable: exit status 75");
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "interrupted, resumable: exit status 75"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("stopped after"), "{stdout}");
     let steps: usize = stdout
@@ -309,15 +313,25 @@ fn sigkill_or_a_kill_during_a_checkpoint_write_then_resume_equals_the_uninterrup
     let config = config.to_str().unwrap();
     let refs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
     let full = refs(&long_run(config, "runs/full"));
-    ok(&ire(&full.iter().map(String::as_str).collect::<Vec<_>>(), cwd));
+    ok(&ire(
+        &full.iter().map(String::as_str).collect::<Vec<_>>(),
+        cwd,
+    ));
 
     // 1. SIGKILL once the checkpoint of step 10 exists.
     let cut = refs(&long_run(config, "runs/cut"));
-    let mut child = spawn_ire(&cut.iter().map(String::as_str).collect::<Vec<_>>(), cwd, &[]);
+    let mut child = spawn_ire(
+        &cut.iter().map(String::as_str).collect::<Vec<_>>(),
+        cwd,
+        &[],
+    );
     let ckpt = cwd.join("runs/cut/checkpoints/step-000010/trainer_state.json");
     let started = std::time::Instant::now();
     while !ckpt.exists() {
-        assert!(started.elapsed().as_secs() < 120, "no checkpoint at step 10");
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint at step 10"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(child.try_wait().unwrap().is_none(), "killed mid-run");
@@ -344,7 +358,11 @@ fn sigkill_or_a_kill_during_a_checkpoint_write_then_resume_equals_the_uninterrup
         );
         assert_eq!(
             std::fs::read(cwd.join("runs/full/checkpoints/step-000300/model.safetensors")).unwrap(),
-            std::fs::read(cwd.join(run).join("checkpoints/step-000300/model.safetensors")).unwrap(),
+            std::fs::read(
+                cwd.join(run)
+                    .join("checkpoints/step-000300/model.safetensors")
+            )
+            .unwrap(),
             "{run}: final weights differ"
         );
     }

@@ -226,12 +226,20 @@ mod tests {
         for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.5] {
             let text = serde_json::to_string(&line(1, x)).unwrap();
             let back: MetricLine = serde_json::from_str(&text).unwrap();
-            assert!(back.loss == x || (x.is_nan() && back.loss.is_nan()), "{text}");
+            assert!(
+                back.loss == x || (x.is_nan() && back.loss.is_nan()),
+                "{text}"
+            );
         }
         let old = r#"{"split":"val","step":2,"tokens":20,"loss":null,"wall_s":0.2}"#;
-        assert!(serde_json::from_str::<MetricLine>(old).unwrap().loss.is_nan());
+        assert!(serde_json::from_str::<MetricLine>(old)
+            .unwrap()
+            .loss
+            .is_nan());
         let bad = r#"{"split":"val","step":2,"tokens":20,"loss":"big","wall_s":0.2}"#;
-        let err = serde_json::from_str::<MetricLine>(bad).unwrap_err().to_string();
+        let err = serde_json::from_str::<MetricLine>(bad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"big\""), "{err}");
     }
 
@@ -252,7 +260,14 @@ mod tests {
         assert_eq!(read_metrics(&path).unwrap().len(), 4, "torn line skipped");
         MetricsWriter::open(&path, Some(2)).unwrap();
         let kept = std::fs::read(&path).unwrap();
-        let two_lines = full.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(1).unwrap().0 + 1;
+        let two_lines = full
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
         assert_eq!(kept, full[..two_lines], "kept lines are the same bytes");
         // Truncating at a step past the end keeps everything but the torn tail.
         std::fs::write(&path, &torn).unwrap();
@@ -264,8 +279,15 @@ mod tests {
     fn a_malformed_line_names_its_number() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("metrics.jsonl");
-        std::fs::write(&path, "{\"split\":\"val\",\"step\":1,\"tokens\":1,\"loss\":1,\"wall_s\":0}\n{oops}\n").unwrap();
+        std::fs::write(
+            &path,
+            "{\"split\":\"val\",\"step\":1,\"tokens\":1,\"loss\":1,\"wall_s\":0}\n{oops}\n",
+        )
+        .unwrap();
         let err = read_metrics(&path).unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("metrics.jsonl"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("metrics.jsonl"),
+            "{err}"
+        );
     }
 }

@@ -177,7 +177,9 @@ where
                 false => Ok(()),
             };
             let local = local.and_then(|_| {
-                attempt(self.rank, "micro-batches", || self.micro_batches(&model, it))
+                attempt(self.rank, "micro-batches", || {
+                    self.micro_batches(&model, it)
+                })
             });
             let (local, loss) = match local {
                 Ok((grads, loss)) => (Ok(grads), loss),
@@ -193,8 +195,10 @@ where
                 self.update(model, grads, it, loss, started)
             });
             let local = updated.and_then(|(model, stats)| {
-                attempt(self.rank, "report", || self.report(&model, it, &stats, stop))
-                    .map(|_| model)
+                attempt(self.rank, "report", || {
+                    self.report(&model, it, &stats, stop)
+                })
+                .map(|_| model)
             });
             model = self.rank.agree::<B, _>(local, &[], self.device)?.0;
             if stop {
@@ -393,7 +397,8 @@ where
         if (cfg.eval.interval > 0 && step.is_multiple_of(cfg.eval.interval)) || step == total {
             self.evaluate(model, stats.loss)?;
         }
-        let ckpt_due = (cfg.checkpoint.interval > 0 && step.is_multiple_of(cfg.checkpoint.interval))
+        let ckpt_due = (cfg.checkpoint.interval > 0
+            && step.is_multiple_of(cfg.checkpoint.interval))
             || last
             || stop;
         if ckpt_due {

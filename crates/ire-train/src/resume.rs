@@ -143,7 +143,12 @@ seq_len = 16
 
     #[test]
     fn harmless_changes_pass() {
-        check(&[], &["eval.interval=7", "run.name=\"b\"", "checkpoint.keep=9"], &[]).unwrap();
+        check(
+            &[],
+            &["eval.interval=7", "run.name=\"b\"", "checkpoint.keep=9"],
+            &[],
+        )
+        .unwrap();
         // Two devices with half the micro-batch: the same global batch.
         check(
             &[],
@@ -156,19 +161,33 @@ seq_len = 16
     #[test]
     fn a_change_that_alters_training_names_the_key_and_both_values() {
         let err = check(&[], &["schedule.lr_max=2e-3", "run.seed=4"], &[]).unwrap_err();
-        assert!(err.contains("schedule.lr_max: saved 0.001, now 0.002"), "{err}");
+        assert!(
+            err.contains("schedule.lr_max: saved 0.001, now 0.002"),
+            "{err}"
+        );
         assert!(err.contains("run.seed: saved 3, now 4"), "{err}");
         assert!(err.contains("--allow-change"), "{err}");
         let err = check(&[], &["model.hidden_size=64"], &[]).unwrap_err();
-        assert!(err.contains("model.hidden_size: saved (unset), now 64"), "{err}");
+        assert!(
+            err.contains("model.hidden_size: saved (unset), now 64"),
+            "{err}"
+        );
         let err = check(&[], &["batch.micro_batch=2"], &[]).unwrap_err();
-        assert!(err.contains("global_batch") && err.contains("saved 4, now 2"), "{err}");
+        assert!(
+            err.contains("global_batch") && err.contains("saved 4, now 2"),
+            "{err}"
+        );
     }
 
     #[test]
     fn allowed_changes_pass_by_key_or_section() {
         check(&[], &["schedule.lr_max=2e-3"], &["schedule.lr_max"]).unwrap();
-        check(&[], &["schedule.lr_max=2e-3", "schedule.total=20"], &["schedule"]).unwrap();
+        check(
+            &[],
+            &["schedule.lr_max=2e-3", "schedule.total=20"],
+            &["schedule"],
+        )
+        .unwrap();
         check(&[], &["batch.micro_batch=2"], &["global_batch"]).unwrap();
         assert!(check(&[], &["schedule.total=20"], &["schedule.lr_max"]).is_err());
     }

@@ -100,7 +100,10 @@ fn a_non_finite_step_is_never_applied_and_skip_continues_the_run() {
         "{msg}"
     );
     assert!(msg.contains("training loss (NaN)"), "{msg}");
-    assert!(msg.contains("step-000004"), "names the newest good checkpoint: {msg}");
+    assert!(
+        msg.contains("step-000004"),
+        "names the newest good checkpoint: {msg}"
+    );
     assert_eq!(list_checkpoints(&run).unwrap(), vec![2, 4]);
 
     // Skip: the update of step 5 is skipped, the run finishes, the skip is recorded, and the
@@ -113,7 +116,11 @@ fn a_non_finite_step_is_never_applied_and_skip_continues_the_run() {
     let state = checkpoint::read_state(&checkpoint_path(&run, 8)).unwrap();
     assert_eq!(state.skipped_steps, 1);
     let lines = read_metrics(&run.join("metrics.jsonl")).unwrap();
-    let bad: Vec<_> = lines.iter().filter(|l| l.loss.is_nan()).map(|l| l.step).collect();
+    let bad: Vec<_> = lines
+        .iter()
+        .filter(|l| l.loss.is_nan())
+        .map(|l| l.step)
+        .collect();
     assert_eq!(bad, vec![5]);
 
     // Skip with a limit of 0 skipped steps stops like "stop" and says why.
@@ -139,7 +146,10 @@ fn resume_refuses_a_changed_config_and_leaves_the_run_resumable() {
     let err = train::<B>(changed.clone(), devices(1), opts(true, None), peak())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("schedule.lr_max: saved 0.003, now 0.01"), "{err}");
+    assert!(
+        err.contains("schedule.lr_max: saved 0.003, now 0.01"),
+        "{err}"
+    );
     assert!(err.contains("model.hidden_size: saved 32, now 64"), "{err}");
     assert_eq!(saved, std::fs::read(run.join("config.toml")).unwrap());
 
@@ -163,13 +173,28 @@ fn resuming_on_two_devices_at_the_same_global_batch_continues_the_same_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (one, cut) = (tmp.path().join("one"), tmp.path().join("cut"));
-    train::<B>(config(&one, &data, "admire", 4, 1, 4), devices(1), opts(false, None), peak())
-        .unwrap();
-    train::<B>(config(&cut, &data, "admire", 4, 1, 4), devices(1), opts(false, Some(2)), peak())
-        .unwrap();
+    train::<B>(
+        config(&one, &data, "admire", 4, 1, 4),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap();
+    train::<B>(
+        config(&cut, &data, "admire", 4, 1, 4),
+        devices(1),
+        opts(false, Some(2)),
+        peak(),
+    )
+    .unwrap();
     // Same global batch (2 devices × 2): the same samples, the same steps.
-    let s = train::<B>(config(&cut, &data, "admire", 2, 2, 4), devices(2), opts(true, None), peak())
-        .unwrap();
+    let s = train::<B>(
+        config(&cut, &data, "admire", 2, 2, 4),
+        devices(2),
+        opts(true, None),
+        peak(),
+    )
+    .unwrap();
     assert_eq!(s.steps, 4);
     let (a, b) = (weights(&one, 4), weights(&cut, 4));
     let mut worst = 0.0f32;
@@ -179,7 +204,10 @@ fn resuming_on_two_devices_at_the_same_global_batch_continues_the_same_run() {
             worst = worst.max((x - y).abs() / (1e-3 + x.abs()));
         }
     }
-    assert!(worst < 1e-4, "resumed on 2 devices: parameters differ by {worst} (relative)");
+    assert!(
+        worst < 1e-4,
+        "resumed on 2 devices: parameters differ by {worst} (relative)"
+    );
 }
 
 /// Flips one byte in the middle of `path`.
@@ -195,16 +223,29 @@ fn a_damaged_checkpoint_is_named_and_resume_falls_back_to_the_previous_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (full, cut) = (tmp.path().join("full"), tmp.path().join("cut"));
-    train::<B>(config(&full, &data, "admire", 2, 1, 8), devices(1), opts(false, None), peak())
-        .unwrap();
-    train::<B>(config(&cut, &data, "admire", 2, 1, 8), devices(1), opts(false, Some(4)), peak())
-        .unwrap();
+    train::<B>(
+        config(&full, &data, "admire", 2, 1, 8),
+        devices(1),
+        opts(false, None),
+        peak(),
+    )
+    .unwrap();
+    train::<B>(
+        config(&cut, &data, "admire", 2, 1, 8),
+        devices(1),
+        opts(false, Some(4)),
+        peak(),
+    )
+    .unwrap();
     assert_eq!(list_checkpoints(&cut).unwrap(), vec![2, 4]);
     let newest = checkpoint_path(&cut, 4);
     let weights_file = newest.join("model.safetensors");
     corrupt(&weights_file);
     let err = checkpoint::verify(&newest).unwrap_err().to_string();
-    assert!(err.contains("model.safetensors") && err.contains("sha256"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("sha256"),
+        "{err}"
+    );
     // A truncated optimizer file is named too.
     let second = checkpoint_path(&cut, 2);
     let manifest = std::fs::read_to_string(second.join("manifest.json")).unwrap();
@@ -223,8 +264,13 @@ fn a_damaged_checkpoint_is_named_and_resume_falls_back_to_the_previous_one() {
     let stale = checkpoint::checkpoints_dir(&cut).join(".step-000006.tmp");
     std::fs::create_dir_all(&stale).unwrap();
     // Resume falls back to step 2 and reproduces the uninterrupted run exactly.
-    let s = train::<B>(config(&cut, &data, "admire", 2, 1, 8), devices(1), opts(true, None), peak())
-        .unwrap();
+    let s = train::<B>(
+        config(&cut, &data, "admire", 2, 1, 8),
+        devices(1),
+        opts(true, None),
+        peak(),
+    )
+    .unwrap();
     assert_eq!(s.steps, 8);
     assert!(!stale.exists(), "stale temp folder removed");
     assert_eq!(deterministic(&full), deterministic(&cut));
@@ -242,8 +288,16 @@ fn checkpoints_are_verified_and_the_newest_is_never_pruned() {
     let dir = checkpoint_path(&run, 6);
     checkpoint::verify(&dir).unwrap();
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
-    for file in ["model.safetensors", "config.json", "trainer_state.json", "config.toml"] {
-        assert!(manifest.contains(&format!("\"{file}\"")), "{file} in {manifest}");
+    for file in [
+        "model.safetensors",
+        "config.json",
+        "trainer_state.json",
+        "config.toml",
+    ] {
+        assert!(
+            manifest.contains(&format!("\"{file}\"")),
+            "{file} in {manifest}"
+        );
     }
     // A `.old` folder whose replacement never landed is restored on resume.
     let old = checkpoint::checkpoints_dir(&run).join(".step-000006.old");

@@ -106,4 +106,3 @@ pub fn weights(run: &Path, step: usize) -> Vec<(String, Vec<f32>)> {
 pub fn peak() -> f64 {
     3e11
 }
-
