@@ -1,13 +1,14 @@
 //! Hugging Face hub access: list and fetch repo files through the standard HF cache.
 //!
-//! Online, files come through `hf-hub` (resumable downloads, progress bars, `HF_TOKEN` or the
-//! token file for gated repos) into the cache shared with Python's `huggingface_hub`:
+//! Online, repos are listed through `hf-hub` and files downloaded by ire's own client
+//! (timeouts, retries, resume from `.part`, progress bars, `HF_TOKEN` or the token file for
+//! gated repos; see `hub_download.rs`) into the cache shared with Python's `huggingface_hub`:
 //! `$HF_HOME/hub/datasets--Org--Name/{refs/<revision>, snapshots/<commit>/<file>, blobs/}`.
 //! With `HF_HUB_OFFLINE=1` nothing touches the network: the revision is resolved through
 //! `refs/<revision>` and files are read from `snapshots/<commit>/`, which is also how files
 //! are listed. Anything missing gives one [`DataError::Offline`] that says how to fetch it.
-//! Online listings are bounded in time, retried with backoff and carry sizes; see
-//! [`crate::hub_fetch`].
+//! Online listings and downloads are bounded in time, retried with backoff and checked
+//! against the listed sizes; see [`crate::hub_fetch`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,10 @@ use std::time::Duration;
 
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Cache, Repo, RepoType};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::error::{DataError, Result};
+use crate::hub_download::Downloader;
 use crate::hub_fetch::{check_size, finish_cached, list_online};
 
 /// Kind of hub repo.
@@ -114,9 +116,10 @@ pub struct HubOptions {
     pub endpoint: Option<String>,
     /// Show download progress bars (they stay hidden when stderr is not a terminal).
     pub progress: bool,
-    /// Limit on one listing request (connect + answer); default 30 s.
+    /// Limit on one listing request (connect + answer), and on a download's connect and each
+    /// of its reads; default 30 s.
     pub timeout: Duration,
-    /// Further attempts after a failed listing; default 4.
+    /// Further attempts after a failed listing, or a failed download of one file; default 4.
     pub retries: u32,
     /// First wait between attempts, doubled each time up to 8×; default 1 s (1, 2, 4, 8 s).
     pub backoff_base: Duration,
@@ -188,7 +191,10 @@ pub struct RemoteFile {
 /// Hub client over the HF cache; offline or online per [`HubOptions`].
 pub struct Hub {
     opts: HubOptions,
+    /// hf-hub's client, for listings; `None` when offline.
     api: Option<Api>,
+    /// ire's downloader; `None` when offline.
+    files: Option<Downloader>,
 }
 
 impl Hub {
@@ -197,9 +203,7 @@ impl Hub {
         let api = if opts.offline {
             None
         } else {
-            let mut b = ApiBuilder::from_cache(Cache::new(opts.cache_dir.clone()))
-                .with_progress(opts.progress)
-                .with_retries(3);
+            let mut b = ApiBuilder::from_cache(Cache::new(opts.cache_dir.clone()));
             if opts.token.is_some() {
                 b = b.with_token(opts.token.clone());
             }
@@ -213,7 +217,8 @@ impl Hub {
                 message: e.to_string(),
             })?)
         };
-        Ok(Hub { opts, api })
+        let files = api.as_ref().map(|_| Downloader::new(&opts));
+        Ok(Hub { opts, api, files })
     }
 
     /// The options in force.
@@ -260,7 +265,7 @@ impl Hub {
             check_size(listing, file, &path)?;
             return Ok(path);
         }
-        let Some(api) = &self.api else {
+        let Some(files) = &self.files else {
             return Err(DataError::Offline {
                 repo: repo.describe(),
                 revision: repo.revision.clone(),
@@ -269,22 +274,14 @@ impl Hub {
                 command: repo.download_command(&[file.to_string()]),
             });
         };
-        info!(repo = %repo.id, file, "downloading");
-        let path = api
-            .repo(repo.hf())
-            .download(file)
-            .map_err(|e| DataError::Hub {
-                repo: repo.describe(),
-                revision: repo.revision.clone(),
-                action: format!("downloading {file}"),
-                message: hint(&e.to_string()),
-            })?;
+        let path = files.fetch(&self.opts.cache_dir, listing, file)?;
         check_size(listing, file, &path)?;
         Ok(path)
     }
 }
 
-fn hint(msg: &str) -> String {
+/// `msg` with what to do about it: a token for 401/403, else offline mode.
+pub(crate) fn hint(msg: &str) -> String {
     if msg.contains("401") || msg.contains("403") {
         format!("{msg} (gated or private repo: set HF_TOKEN, or log in with `hf auth login`)")
     } else {

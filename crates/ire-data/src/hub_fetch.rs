@@ -4,8 +4,7 @@
 //!
 //! The listing asks the hub API with `?blobs=true`, which gives each file's size and its
 //! blob name in the cache (the LFS sha256, else the git blob id: what huggingface_hub and
-//! hf-hub name `blobs/<etag>`). Downloads themselves stay with `hf-hub`, whose HTTP agent
-//! has no read timeout and cannot be given one; its own retries resume from `.part`.
+//! hf-hub name `blobs/<etag>`). Downloads are in `hub_download.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -140,9 +139,20 @@ pub fn check_size(listing: &RepoListing, file: &str, path: &Path) -> Result<()> 
 /// When the blob of `file` is in the cache, or its `.part` is complete, puts it in place
 /// (`.part` renamed to the blob, snapshot link, ref) and returns the snapshot path.
 pub fn finish_cached(cache: &Path, listing: &RepoListing, file: &str) -> Result<Option<PathBuf>> {
-    let Some(r) = listing.remote.get(file) else {
-        return Ok(None);
-    };
+    match listing.remote.get(file) {
+        Some(r) => finish_part(cache, listing, file, r),
+        None => Ok(None),
+    }
+}
+
+/// [`finish_cached`] for the blob `r` (from the listing, or from a download's metadata):
+/// `None` when neither `blobs/<blob>` nor a `.part` of `r.size` bytes is there.
+pub fn finish_part(
+    cache: &Path,
+    listing: &RepoListing,
+    file: &str,
+    r: &RemoteFile,
+) -> Result<Option<PathBuf>> {
     let root = cache.join(listing.repo.cache_folder());
     let blob = root.join("blobs").join(&r.blob);
     let part = root.join("blobs").join(format!("{}.part", r.blob));

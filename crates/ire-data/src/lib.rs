@@ -56,6 +56,7 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod hub;
+mod hub_download;
 pub mod hub_fetch;
 pub mod loader;
 pub mod lock;

@@ -1,6 +1,7 @@
 //! The online hub path against a local HTTP server on 127.0.0.1 (std's TcpListener) that
 //! stalls, drops connections, cuts bodies short or answers: listing timeouts, retries with
-//! backoff, sizes from the listing, a finished `.part` used without a download.
+//! backoff, sizes from the listing, a finished `.part` used without a download, and file
+//! downloads that stall, drop, end short or ignore `Range` being resumed to the right bytes.
 
 mod common;
 
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use ire_data::hub::{Hub, HubRepo, RemoteFile};
 use ire_data::tokenizer::sha256_hex;
-use ire_data::{DataError, HubOptions};
+use ire_data::{
+    prepare_with, DataConfig, DataError, DatasetSource, HubOptions, Split, TokenizerSpec,
+};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -29,12 +32,13 @@ enum Reply {
     Respond(u16, String),
 }
 
-fn read_head(s: &mut TcpStream) {
+fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|n| n == 1) {
         head.push(b[0]);
     }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn answer(s: &mut TcpStream, status: u16, body: &str, send: usize) {
@@ -206,5 +210,261 @@ fn a_finished_part_is_used_without_download_and_a_short_cached_file_is_refused()
     assert!(
         msg.contains("data/b.txt") && msg.contains("hf download Org/data --repo-type dataset"),
         "{msg}"
+    );
+}
+
+/// What the CDN does with one body request.
+#[derive(Clone, Copy)]
+enum Cdn {
+    /// Honours `Range` (206), sends `n` bytes of it, then says nothing for 20 s.
+    Stall(usize),
+    /// Honours `Range`, sends `n` bytes of it, closes.
+    Drop(usize),
+    /// Honours `Range` but announces and sends only `n` bytes: a clean, short answer.
+    Short(usize),
+    /// Ignores `Range`: 200 with the whole file.
+    Whole,
+    /// Honours `Range`: 206 with the rest of the file.
+    Ranged,
+}
+
+/// `bytes=N-` of a request head.
+fn range_start(head: &str) -> Option<u64> {
+    let line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("range:"))?;
+    let v = line.split_once('=')?.1;
+    v.split('-').next()?.trim().parse().ok()
+}
+
+/// Serves the CDN's answer to a body request starting at `start`.
+fn cdn_answer(mut s: TcpStream, file: &[u8], start: usize, how: Cdn) {
+    let rest = &file[start.min(file.len())..];
+    let (status, body, send) = match how {
+        Cdn::Stall(n) | Cdn::Drop(n) => (206, rest, n.min(rest.len())),
+        Cdn::Short(n) => (206, &rest[..n.min(rest.len())], n.min(rest.len())),
+        Cdn::Whole => (200, file, file.len()),
+        Cdn::Ranged => (206, rest, rest.len()),
+    };
+    let first = if status == 200 { 0 } else { start };
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Range: bytes {first}-{}/{}\r\nConnection: close\r\n\r\n",
+        body.len(),
+        file.len().saturating_sub(1),
+        file.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(&body[..send]);
+    let _ = s.flush();
+    if let Cdn::Stall(_) = how {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(20));
+            drop(s);
+        });
+    }
+}
+
+/// A hub holding LFS files `files`: the API listing, the resolve answer (302 to the
+/// absolute `/cdn/<name>`, as the hub sends LFS files to its CDN, with `x-linked-etag`, `x-linked-size`, `x-repo-commit`), and
+/// the CDN answering body request `n` (over all files) as `cdn(n)` says. Returns the
+/// endpoint and the `bytes=N-` start of every body request.
+fn hub_server(
+    files: Vec<(String, Vec<u8>)>,
+    cdn: impl Fn(usize) -> Cdn + Send + 'static,
+) -> (String, Arc<std::sync::Mutex<Vec<Option<u64>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ranges.clone();
+    let siblings: Vec<String> = files
+        .iter()
+        .map(|(name, b)| {
+            format!(
+                r#"{{"rfilename":"{name}","size":{n},"blobId":"ffff","lfs":{{"sha256":"{sha}","size":{n}}}}}"#,
+                n = b.len(),
+                sha = sha256_hex(b)
+            )
+        })
+        .collect();
+    let listing = format!(
+        r#"{{"sha":"{COMMIT}","siblings":[{}]}}"#,
+        siblings.join(",")
+    );
+    let base = endpoint.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let head = read_head(&mut s);
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            let file = files.iter().find(|(name, _)| path.ends_with(name.as_str()));
+            if path.starts_with("/api/") {
+                answer(&mut s, 200, &listing, listing.len());
+            } else if let (true, Some((name, b))) = (path.contains("/resolve/"), file) {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {base}/cdn/{name}\r\nx-linked-etag: \"{}\"\r\nx-linked-size: {}\r\nx-repo-commit: {COMMIT}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    sha256_hex(b),
+                    b.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+            } else if let (true, Some((_, b))) = (path.starts_with("/cdn/"), file) {
+                let start = range_start(&head);
+                let n = {
+                    let mut r = seen.lock().unwrap();
+                    r.push(start);
+                    r.len() - 1
+                };
+                cdn_answer(s, b, start.unwrap_or(0) as usize, cdn(n));
+            } else {
+                answer(&mut s, 404, "{}", 2);
+            }
+        }
+    });
+    (endpoint, ranges)
+}
+
+/// 64 KiB that no shifted copy of themselves matches.
+fn file_bytes() -> Vec<u8> {
+    (0..65536u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// Downloads `data/a.parquet` from a hub whose CDN answers as `cdn`; returns the bytes
+/// written in the cache and the `bytes=N-` start of each body request.
+fn download(cdn: impl Fn(usize) -> Cdn + Send + 'static) -> (Vec<u8>, Vec<Option<u64>>) {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("hub");
+    let a = file_bytes();
+    let (endpoint, ranges) = hub_server(vec![("data/a.parquet".into(), a.clone())], cdn);
+    let hub = Hub::new(online(&cache, &endpoint)).unwrap();
+    let listing = hub.list(&repo()).unwrap();
+    let path = hub.get(&listing, "data/a.parquet").unwrap();
+    let root_dir = cache.join("datasets--Org--data");
+    assert_eq!(
+        path,
+        root_dir.join(format!("snapshots/{COMMIT}/data/a.parquet"))
+    );
+    assert!(root_dir.join("blobs").join(sha256_hex(&a)).is_file());
+    assert!(!root_dir
+        .join(format!("blobs/{}.part", sha256_hex(&a)))
+        .exists());
+    assert_eq!(
+        std::fs::read_to_string(root_dir.join("refs/main")).unwrap(),
+        COMMIT
+    );
+    let got = std::fs::read(&path).unwrap();
+    let ranges = ranges.lock().unwrap().clone();
+    (got, ranges)
+}
+
+#[test]
+fn a_stalled_download_times_out_and_resumes_from_the_part() {
+    let t = Instant::now();
+    let (got, ranges) = download(|n| {
+        if n == 0 {
+            Cdn::Stall(20_000)
+        } else {
+            Cdn::Ranged
+        }
+    });
+    assert!(got == file_bytes(), "wrong bytes");
+    assert_eq!(ranges, vec![Some(0), Some(20_000)]);
+    // One 0.3 s read timeout and 0.05 s of backoff, not the 20 s stall.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_dropped_download_resumes_and_a_short_clean_one_is_caught_by_its_size() {
+    let (got, ranges) = download(|n| match n {
+        0 => Cdn::Drop(10_000),
+        1 => Cdn::Short(5_000),
+        _ => Cdn::Ranged,
+    });
+    assert!(got == file_bytes(), "wrong bytes");
+    assert_eq!(ranges, vec![Some(0), Some(10_000), Some(15_000)]);
+}
+
+#[test]
+fn a_server_that_ignores_range_restarts_the_part() {
+    let (got, ranges) = download(|n| {
+        if n == 0 {
+            Cdn::Drop(30_000)
+        } else {
+            Cdn::Whole
+        }
+    });
+    assert!(got == file_bytes(), "wrong bytes");
+    assert_eq!(ranges, vec![Some(0), Some(30_000)]);
+}
+
+#[test]
+fn a_download_that_keeps_stalling_fails_after_the_retries() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("hub");
+    let (endpoint, ranges) = hub_server(vec![("data/a.parquet".into(), file_bytes())], |_| {
+        Cdn::Stall(1_000)
+    });
+    let hub = Hub::new(online(&cache, &endpoint)).unwrap();
+    let listing = hub.list(&repo()).unwrap();
+    let msg = hub.get(&listing, "data/a.parquet").unwrap_err().to_string();
+    assert!(msg.contains("after 3 attempts"), "{msg}");
+    // Each retry resumed where the previous attempt stopped.
+    assert_eq!(
+        *ranges.lock().unwrap(),
+        vec![Some(0), Some(1_000), Some(2_000)]
+    );
+}
+
+#[test]
+fn prepare_downloads_through_the_resuming_client_and_then_works_offline() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("hub");
+    let docs: Vec<String> = (0..300).map(|i| format!("Web page {i}.")).collect();
+    let rows: Vec<&str> = docs.iter().map(|d| d.as_str()).collect();
+    let (a, b) = rows.split_at(100);
+    let files = vec![
+        (
+            "plain_text/train-00000-of-00002.parquet".to_string(),
+            common::parquet_bytes(a, "text", 50),
+        ),
+        (
+            "plain_text/train-00001-of-00002.parquet".to_string(),
+            common::parquet_bytes(b, "text", 50),
+        ),
+    ];
+    // The first body request stalls after 100 bytes; the rest are answered.
+    let (endpoint, ranges) = hub_server(
+        files,
+        |n| {
+            if n == 0 {
+                Cdn::Stall(100)
+            } else {
+                Cdn::Ranged
+            }
+        },
+    );
+    let tok = root.path().join("gpt2.json");
+    std::fs::write(&tok, common::gpt2_tokenizer_json()).unwrap();
+    let cfg = DataConfig {
+        dataset: DatasetSource::OpenWebText {
+            repo: "Skylion007/openwebtext".into(),
+            revision: "refs/pr/20".into(),
+        },
+        tokenizer: Some(TokenizerSpec::File(tok)),
+        val_fraction: Some(0.1),
+        ..Default::default()
+    };
+    let ds = prepare_with(&cfg, &root.path().join("a"), &online(&cache, &endpoint)).unwrap();
+    let docs_of = |ds: &ire_data::PreparedDataset| {
+        let m = ds.meta();
+        m.splits.values().map(|s| s.documents).sum::<u64>()
+    };
+    assert_eq!(docs_of(&ds), 300);
+    assert_eq!(*ranges.lock().unwrap(), vec![Some(0), Some(100), Some(0)]);
+
+    // The cache is the standard layout: an offline prepare finds everything.
+    let off = prepare_with(&cfg, &root.path().join("b"), &HubOptions::offline(&cache)).unwrap();
+    assert_eq!(docs_of(&off), 300);
+    assert_eq!(
+        off.meta().splits[&Split::Train].tokens,
+        ds.meta().splits[&Split::Train].tokens
     );
 }
