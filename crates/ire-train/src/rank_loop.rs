@@ -166,9 +166,25 @@ where
         })
     }
 
-    /// The loop: one iteration per optimizer step, phases as in the module docs.
-    fn run(&mut self, mut model: Llama<B>) -> Result<TrainSummary, TrainError> {
-        let mut signalled = false;
+    /// Trains to the end (or a stop) and reports; the progress bar is cleared either way.
+    fn run(&mut self, model: Llama<B>) -> Result<TrainSummary, TrainError> {
+        let signalled = self.steps(model);
+        if let Some(pb) = self.progress.take() {
+            pb.finish_and_clear();
+        }
+        Ok(TrainSummary {
+            steps: self.state.step,
+            train_loss: self.state.train_loss,
+            val_loss: self.state.val_loss,
+            checkpoint: self.last_ckpt.clone(),
+            interrupted: self.state.step < self.ctx.schedule.total,
+            signalled: signalled?,
+        })
+    }
+
+    /// The loop: one iteration per optimizer step, phases as in the module docs. Returns
+    /// whether a signal stopped it.
+    fn steps(&mut self, mut model: Llama<B>) -> Result<bool, TrainError> {
         for it in self.state.step..self.stop_at {
             let started = Instant::now();
             let first = self.prefetch.state();
@@ -202,21 +218,10 @@ where
             });
             model = self.rank.agree::<B, _>(local, &[], self.device)?.0;
             if stop {
-                signalled = true;
-                break;
+                return Ok(true);
             }
         }
-        if let Some(pb) = self.progress.take() {
-            pb.finish_and_clear();
-        }
-        Ok(TrainSummary {
-            steps: self.state.step,
-            train_loss: self.state.train_loss,
-            val_loss: self.state.val_loss,
-            checkpoint: self.last_ckpt.clone(),
-            interrupted: self.state.step < self.ctx.schedule.total,
-            signalled,
-        })
+        Ok(false)
     }
 
     /// AdmIRE's mask refresh from a GNB estimate on fresh batches. The outer `Result` is a

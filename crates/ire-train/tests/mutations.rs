@@ -1,8 +1,10 @@
 //! Property tests: random byte-level mutations and truncations of every file a run reads back —
 //! the model's safetensors and config, the optimizer state, the trainer state, the run config,
-//! the checkpoint manifest, the metrics log — never panic, always give a typed error naming the
-//! file (or, for a mutation that leaves a file valid, a value); and the checkpoint manifest
-//! catches every one of them. Seeded, so a failure reproduces; each case prints its mutation.
+//! the checkpoint manifest, the metrics log, the prepared token shards, tokenizer and
+//! `meta.json` — never panic, always give a typed error naming the file (or, for a mutation that
+//! leaves a file valid, a value); the checkpoint manifest and the shards' recorded hashes catch
+//! every change of a checkpoint file or a shard. Seeded, so a failure reproduces; each case
+//! prints its mutation.
 
 use std::path::{Path, PathBuf};
 
@@ -111,6 +113,48 @@ fn relative_files(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// One mutated copy of a folder: which file, the case's description, its new and old bytes.
+struct Case<'a> {
+    file: &'a Path,
+    what: String,
+    bytes: Vec<u8>,
+    original: &'a [u8],
+}
+
+/// For `cases` random mutations of each of `files` (relative to `source`): copies `source` to
+/// `work`, writes the mutated file there, and calls `check` (panics inside are reported with the
+/// case).
+fn for_each_mutation(
+    source: &Path,
+    files: &[PathBuf],
+    seed: u64,
+    cases: usize,
+    work: &Path,
+    mut check: impl FnMut(&Case),
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for file in files {
+        let original = std::fs::read(source.join(file)).unwrap();
+        for case in 0..cases {
+            let mutation = Mutation::random(&mut rng, original.len());
+            let bytes = mutation.apply(&original, &mut rng);
+            if bytes == original {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(work);
+            copy_dir(source, work);
+            std::fs::write(work.join(file), &bytes).unwrap();
+            let what = format!("{} case {case}: {mutation:?}", file.display());
+            check(&Case {
+                file,
+                what,
+                bytes,
+                original: &original,
+            });
+        }
+    }
+}
+
 #[test]
 fn mutated_checkpoint_files_give_typed_errors_and_never_pass_verification() {
     let tmp = tempfile::tempdir().unwrap();
@@ -122,44 +166,32 @@ fn mutated_checkpoint_files_give_typed_errors_and_never_pass_verification() {
     relative_files(&good, &good, &mut files);
     files.sort();
     assert!(files.len() >= 7, "{files:?}");
-    let mut rng = StdRng::seed_from_u64(7);
     let work = tmp.path().join("work");
-    for file in &files {
-        let original = std::fs::read(good.join(file)).unwrap();
-        for case in 0..CASES_PER_FILE {
-            let mutation = Mutation::random(&mut rng, original.len());
-            let bytes = mutation.apply(&original, &mut rng);
-            if bytes == original {
-                continue;
-            }
-            let _ = std::fs::remove_dir_all(&work);
-            copy_dir(&good, &work);
-            std::fs::write(work.join(file), &bytes).unwrap();
-            let what = format!("{} case {case}: {mutation:?}", file.display());
-            let results = std::panic::catch_unwind(|| read_back(&work, &run))
-                .unwrap_or_else(|_| panic!("{what}: reading the checkpoint panicked"));
-            for err in results.into_iter().filter_map(Result::err) {
-                assert!(!err.is_empty(), "{what}: empty error");
-            }
-            let name = file.file_name().unwrap().to_string_lossy();
-            if name == checkpoint::MANIFEST_FILE {
-                // A mutated manifest either fails to parse (naming itself) or records sizes
-                // and hashes the files do not have (naming the file); only one that parses to
-                // the same manifest (added whitespace) may pass.
-                let same = serde_json::from_slice::<checkpoint::Manifest>(&bytes).ok()
-                    == serde_json::from_slice::<checkpoint::Manifest>(&original).ok();
-                assert!(same || checkpoint::verify(&work).is_err(), "{what}: passed");
-                continue;
-            }
-            let err = checkpoint::verify(&work)
-                .expect_err(&format!("{what}: verification passed"))
-                .to_string();
-            assert!(
-                err.contains(name.as_ref()),
-                "{what}: the error does not name the file: {err}"
-            );
+    for_each_mutation(&good, &files, 7, CASES_PER_FILE, &work, |case| {
+        let what = &case.what;
+        let results = std::panic::catch_unwind(|| read_back(&work, &run))
+            .unwrap_or_else(|_| panic!("{what}: reading the checkpoint panicked"));
+        for err in results.into_iter().filter_map(Result::err) {
+            assert!(!err.is_empty(), "{what}: empty error");
         }
-    }
+        let name = case.file.file_name().unwrap().to_string_lossy();
+        if name == checkpoint::MANIFEST_FILE {
+            // A mutated manifest either fails to parse (naming itself) or records sizes and
+            // hashes the files do not have (naming the file); only one that parses to the same
+            // manifest (added whitespace) may pass.
+            let same = serde_json::from_slice::<checkpoint::Manifest>(&case.bytes).ok()
+                == serde_json::from_slice::<checkpoint::Manifest>(case.original).ok();
+            assert!(same || checkpoint::verify(&work).is_err(), "{what}: passed");
+            return;
+        }
+        let err = checkpoint::verify(&work)
+            .expect_err(&format!("{what}: verification passed"))
+            .to_string();
+        assert!(
+            err.contains(name.as_ref()),
+            "{what}: the error does not name the file: {err}"
+        );
+    });
 }
 
 #[test]
@@ -183,4 +215,45 @@ fn mutated_metrics_logs_give_typed_errors() {
             assert!(e.contains("metrics.jsonl"), "{what}: {e}");
         }
     }
+}
+
+#[test]
+fn mutated_prepared_data_gives_typed_errors_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(&tmp.path().join("run"), &data, "adamw", 2, 1, 4);
+    ire_data::prepare(&cfg.data, &data).unwrap();
+    let mut files = Vec::new();
+    relative_files(&data, &data, &mut files);
+    // What opening a prepared folder reads: meta.json, the tokenizer, the shards (the shards'
+    // `.json` records only serve an interrupted prepare; verified.json is the check's stamp).
+    files.retain(|f| {
+        let name = f.to_string_lossy();
+        name == "meta.json" || name == "tokenizer.json" || name.ends_with(".bin")
+    });
+    files.sort();
+    assert!(files.iter().any(|f| f.ends_with("meta.json")), "{files:?}");
+    let work = tmp.path().join("work");
+    for_each_mutation(&data, &files, 13, CASES_PER_FILE, &work, |case| {
+        let what = &case.what;
+        let name = case.file.file_name().unwrap().to_string_lossy().to_string();
+        // Every byte of a shard and of the tokenizer is covered by a hash in meta.json.
+        let hashed = name != "meta.json";
+        let result = std::panic::catch_unwind(|| {
+            ire_data::PreparedDataset::open(&work).and_then(|d| d.tokenizer().map(|_| ()))
+        })
+        .unwrap_or_else(|_| panic!("{what}: opening the prepared data panicked"));
+        match result {
+            Err(e) => {
+                // A changed record in meta.json may show as the file it describes.
+                let e = e.to_string();
+                let named = match hashed {
+                    true => e.contains(&name),
+                    false => files.iter().any(|f| e.contains(&*f.to_string_lossy())),
+                };
+                assert!(named, "{what}: the error does not name the file: {e}");
+            }
+            Ok(()) => assert!(!hashed, "{what}: a damaged file was accepted"),
+        }
+    });
 }
