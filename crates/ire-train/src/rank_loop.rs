@@ -172,13 +172,15 @@ where
         if let Some(pb) = self.progress.take() {
             pb.finish_and_clear();
         }
+        let unfinished = self.state.step < self.ctx.schedule.total;
         Ok(TrainSummary {
             steps: self.state.step,
             train_loss: self.state.train_loss,
             val_loss: self.state.val_loss,
             checkpoint: self.last_ckpt.clone(),
-            interrupted: self.state.step < self.ctx.schedule.total,
-            signalled: signalled?,
+            interrupted: unfinished,
+            // A signal during the last step still lets the run finish: not "interrupted".
+            signalled: signalled? && unfinished,
         })
     }
 
