@@ -108,6 +108,32 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
     assert!(loss.is_finite() && loss < 9.01, "{a}");
     assert_eq!(json["logits_first"].as_array().unwrap().len(), 8);
 
+    // `ire sample`: the same seed gives the same text, from the export or the checkpoint (whose
+    // tokenizer is the run's).
+    let sample = |model: &str, seed: &str| {
+        ok(&ire(
+            &[
+                "sample",
+                "--model",
+                model,
+                "--prompt",
+                "The state of the",
+                "--seed",
+                seed,
+                "--max-new-tokens",
+                "12",
+            ],
+            cwd,
+        ))
+    };
+    let a = sample("exported", "3");
+    assert!(
+        a.starts_with("The state of the") && a.trim().len() > 16,
+        "{a}"
+    );
+    assert_eq!(a, sample("exported", "3"));
+    assert_eq!(a, sample("runs/tiny-admire/checkpoints/step-000006", "3"));
+
     // A second train into the same directory refuses; --resume continues from the checkpoint.
     let again = ire(&args, cwd);
     assert!(!again.status.success());

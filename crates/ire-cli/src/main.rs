@@ -31,6 +31,8 @@ enum Command {
     Compare(cmd::compare::Args),
     /// Export a run's checkpoint as a Hugging Face folder.
     Export(cmd::export::Args),
+    /// Continue a prompt with a trained model (cached decoding, seeded sampling).
+    Sample(cmd::sample::Args),
     /// The paper's toy example (Fig. 1): GD vs IRE on L(u,v) = (1+u^2)v^2/2.
     Toy(cmd::toy::Args),
 }
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Prepare(args) => cmd::prepare::run(args),
         Command::Compare(args) => cmd::compare::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Sample(args) => cmd::sample::run(args),
         Command::Toy(args) => cmd::toy::run(args),
     };
     match result {

@@ -9,6 +9,7 @@
 //! - [`Llama::init`] draws seeded weights ([`InitScheme::Torch`] or [`InitScheme::Hf`]) that are
 //!   the same on every backend; [`save_hf`]/[`load_hf`] write and read checkpoints that
 //!   `transformers.LlamaForCausalLM.from_pretrained` loads unchanged.
+//! - [`generate`]: decoding with a key/value cache and seeded sampling (`ire sample`).
 //!
 //! ```
 //! use ire_llama::{InitScheme, Llama, LlamaConfig};
@@ -26,6 +27,7 @@
 mod checkpoint;
 mod config;
 mod error;
+pub mod generate;
 mod init;
 mod model;
 pub mod ops;

@@ -4,6 +4,7 @@ pub mod compare;
 pub mod export;
 pub mod init;
 pub mod prepare;
+pub mod sample;
 pub mod score;
 pub mod toy;
 pub mod train;
