@@ -15,6 +15,9 @@ pub enum OptimError {
         /// What is wrong with it.
         message: String,
     },
+    /// A sharpness estimate got inconsistent inputs (e.g. a gradient of the wrong length).
+    #[error("sharpness: {0}")]
+    Sharpness(String),
     /// Reading or writing a state file failed.
     #[error("I/O error on {path}: {source}")]
     Io {

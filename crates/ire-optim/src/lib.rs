@@ -17,6 +17,7 @@
 //!   training gradient.
 //! - [`mask`]: the exact on-device k-th-smallest threshold, the mask and the boost;
 //!   [`toy`]: the paper's two-parameter example (Fig. 1) on the same functions.
+//! - [`sharpness`]: Hutchinson's Hessian trace and λ_max from finite differences of gradients.
 //!
 //! A training iteration, as in the paper's loop (`docs/admire.md`):
 //!
@@ -64,6 +65,7 @@ mod grads;
 pub mod mask;
 pub mod refresh;
 mod schedule;
+pub mod sharpness;
 mod state;
 pub mod toy;
 
