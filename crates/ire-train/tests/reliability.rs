@@ -197,13 +197,7 @@ fn resuming_on_two_devices_at_the_same_global_batch_continues_the_same_run() {
     .unwrap();
     assert_eq!(s.steps, 4);
     let (a, b) = (weights(&one, 4), weights(&cut, 4));
-    let mut worst = 0.0f32;
-    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
-        assert_eq!(na, nb);
-        for (x, y) in va.iter().zip(vb) {
-            worst = worst.max((x - y).abs() / (1e-3 + x.abs()));
-        }
-    }
+    let worst = worst_relative_difference(&a, &b);
     assert!(
         worst < 1e-4,
         "resumed on 2 devices: parameters differ by {worst} (relative)"

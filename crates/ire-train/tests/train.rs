@@ -86,13 +86,7 @@ fn two_devices_with_half_batches_equal_one_device() {
         )
         .unwrap();
         let (a, b) = (weights(&one, 4), weights(&two, 4));
-        let mut worst = 0.0f32;
-        for ((na, va), (nb, vb)) in a.iter().zip(&b) {
-            assert_eq!(na, nb);
-            for (x, y) in va.iter().zip(vb) {
-                worst = worst.max((x - y).abs() / (1e-3 + x.abs()));
-            }
-        }
+        let worst = worst_relative_difference(&a, &b);
         assert!(
             worst < 1e-4,
             "{optim}: 2x2 vs 1x4 parameters differ by {worst} (relative)"

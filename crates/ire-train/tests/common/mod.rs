@@ -106,3 +106,16 @@ pub fn weights(run: &Path, step: usize) -> Vec<(String, Vec<f32>)> {
 pub fn peak() -> f64 {
     3e11
 }
+
+/// The largest relative difference `|x − y| / (1e-3 + |x|)` between two runs' weights (names
+/// must match, in order).
+pub fn worst_relative_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    let mut worst = 0.0f32;
+    for ((na, va), (nb, vb)) in a.iter().zip(b) {
+        assert_eq!(na, nb);
+        for (x, y) in va.iter().zip(vb) {
+            worst = worst.max((x - y).abs() / (1e-3 + x.abs()));
+        }
+    }
+    worst
+}
