@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# The AdmIRE vs AdamW study of docs/results.md, in one resumable command.
+#
+#   tools/repro.sh            # run (or continue) every stage; finished runs are skipped
+#   tools/repro.sh status     # one line per run: done / partial / missing, with its final val loss
+#
+# Stages (configs/repro/{adamw,admire}.toml, T = 1000 steps):
+#   1. sweep   lr_max in SWEEP for each optimizer, seed 1; a best lr at the edge of the grid adds the next
+#              value out (×2 or ÷2), so each optimizer's best is bracketed;
+#   2. seeds   at each optimizer's own best lr: seeds 2 and 3 (seed 1 is the sweep run);
+#              AdamW(2T) at AdamW's best lr; AdmIRE with kappa = 2 at AdmIRE's best lr;
+#   3. report  `ire compare` (seed groups, speed-ups) and `ire sharpness` along the checkpoints, into
+#              docs/results/ (small files only: metrics, charts, tables; never checkpoints).
+# An interrupted run is resumed from its newest checkpoint (`ire train --resume`); a run directory without a
+# checkpoint is started again. Each run's log is RUN.log next to its directory.
+#
+# Environment: IRE (the binary; default: build target/release/ire), REPRO_DIR (default runs/repro),
+# REPRO_JOBS runs at once (default 2) with REPRO_THREADS threads each (default 1): on 2 cores two 1-thread runs
+# give 1.2× the tokens/s of one 2-thread run (measured, docs/results.md).
+set -euo pipefail
+cd "${REPRO_ROOT:-$(dirname "$0")/..}"  # REPRO_ROOT: the checkout, when running a copy of this script
+
+OUT=${REPRO_DIR:-runs/repro}
+JOBS=${REPRO_JOBS:-2}
+THREADS=${REPRO_THREADS:-1}
+RESULTS=${REPRO_RESULTS:-docs/results}
+T=${REPRO_T:-1000}  # REPRO_T: only to smoke-test this script with short runs
+SWEEP="1e-3 2e-3 4e-3"
+SEEDS="2 3"
+if [[ -z "${IRE:-}" ]]; then
+    cargo build --release --quiet
+    IRE=target/release/ire
+fi
+export IRE OUT THREADS T
+
+# Final validation loss of a run, or "inf" when it has none (or a non-finite one).
+final_val() {
+    local m="$1/metrics.jsonl"
+    [[ -f "$m" && ! -f "$1/DIVERGED" ]] || { echo inf; return; }
+    grep '"split":"val"' "$m" | tail -1 | sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' | grep . || echo inf
+}
+
+# Whether RUN is over: its newest checkpoint is at its schedule's total, or it diverged (the guard stopped it
+# on a non-finite loss; rerunning would diverge again at the same step).
+finished() {
+    local dir="$1" total="$2"
+    [[ -d "$dir/checkpoints/$(printf 'step-%06d' "$total")" || -f "$dir/DIVERGED" ]]
+}
+
+# run_one NAME CONFIG TOTAL [--set K=V ...]: train NAME to the end, resuming it when it has a checkpoint.
+run_one() {
+    local name="$1" config="$2" total="$3"
+    shift 3
+    local dir="$OUT/$name"
+    if finished "$dir" "$total"; then
+        return 0
+    fi
+    local status=0
+    if compgen -G "$dir/checkpoints/step-*" >/dev/null; then
+        echo "[repro] resume $name"
+        RAYON_NUM_THREADS=$THREADS "$IRE" train --resume "$dir" --no-progress >>"$dir.log" 2>&1 || status=$?
+    else
+        rm -rf "$dir"
+        echo "[repro] start  $name"
+        RAYON_NUM_THREADS=$THREADS "$IRE" train --config "$config" --no-progress \
+            --set run.dir="$dir" --set run.name="$name" "$@" >"$dir.log" 2>&1 || status=$?
+    fi
+    if [[ $status != 0 ]] && grep -q "non-finite .* at step" "$dir.log"; then
+        grep "non-finite .* at step" "$dir.log" | tail -1 >"$dir/DIVERGED"
+        echo "[repro] diverged $name: $(cat "$dir/DIVERGED")"
+        return 0
+    fi
+    finished "$dir" "$total" || { echo "[repro] $name did not finish: see $dir.log" >&2; return 1; }
+    echo "[repro] done   $name  val $(final_val "$dir")"
+}
+export -f run_one finished final_val
+
+# Runs the job lines on stdin (NAME CONFIG TOTAL SETS...), JOBS at a time.
+run_all() {
+    sed 's/ *$//' | xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _ || {  # -L joins a line ending in a blank to the next
+        echo "[repro] a run failed; fix it and rerun tools/repro.sh (finished runs are kept)" >&2
+        exit 1
+    }
+}
+
+# One job line: a run of OPT (adamw|admire) at LR with SEED, for TOTAL steps, and extra sets.
+job() {
+    local opt="$1" lr="$2" seed="$3" total="$4" tag="$5"
+    shift 5
+    echo "$opt$tag-lr$lr-s$seed configs/repro/$opt.toml $total --set schedule.lr_max=$lr --set run.seed=$seed" \
+        "--set schedule.total=$total --set schedule.warmup=$((total / 20)) $*"
+}
+
+# The lr of OPT's sweep runs with the lowest final val loss.
+best_lr() {
+    local opt="$1" lr best="" best_loss=1e30 loss
+    for d in "$OUT/$opt"-lr*-s1; do
+        [[ -d "$d" ]] || continue
+        lr=${d##*-lr}
+        lr=${lr%-s1}
+        loss=$(final_val "$d")
+        [[ $loss == inf ]] && continue
+        if awk -v a="$loss" -v b="$best_loss" 'BEGIN { exit !(a + 0 < b + 0) }'; then
+            best=$lr
+            best_loss=$loss
+        fi
+    done
+    echo "$best"
+}
+
+# The sweep's grid of OPT, sorted by value.
+grid() {
+    for d in "$OUT/$1"-lr*-s1; do
+        [[ -d "$d" ]] || continue
+        d=${d##*-lr}
+        echo "${d%-s1}"
+    done | sort -g
+}
+
+sweep() {
+    for opt in adamw admire; do
+        for lr in $SWEEP; do job "$opt" "$lr" 1 "$T" ""; done
+    done | run_all
+    # Bracket each optimizer's best: up to two extensions outwards.
+    for _ in 1 2; do
+        local jobs=""
+        for opt in adamw admire; do
+            local best lo hi
+            best=$(best_lr "$opt")
+            [[ -n $best ]] || { echo "[repro] no finished $opt sweep run" >&2; exit 1; }
+            lo=$(grid "$opt" | head -1)
+            hi=$(grid "$opt" | tail -1)
+            if [[ $best == "$hi" ]]; then
+                jobs+="$(job "$opt" "$(awk -v x="$hi" 'BEGIN { printf "%g", 2 * x }')" 1 "$T" "")"$'\n'
+            elif [[ $best == "$lo" ]]; then
+                jobs+="$(job "$opt" "$(awk -v x="$lo" 'BEGIN { printf "%g", x / 2 }')" 1 "$T" "")"$'\n'
+            fi
+        done
+        [[ -z $jobs ]] && break
+        printf '%s' "$jobs" | run_all
+    done
+}
+
+seeds() {
+    local a m
+    a=$(best_lr adamw)
+    m=$(best_lr admire)
+    [[ -n $a && -n $m ]] || { echo "[repro] the sweep has not finished" >&2; exit 1; }
+    echo "[repro] best lr_max: adamw $a, admire $m"
+    {
+        job adamw "$a" 1 $((2 * T)) "-2T"
+        for s in $SEEDS; do
+            job adamw "$a" "$s" "$T" ""
+            job admire "$m" "$s" "$T" ""
+        done
+        job admire "$m" 1 "$T" "-k2" --set optim.kappa=2
+    } | run_all
+}
+
+status() {
+    for d in "$OUT"/*/; do
+        d=${d%/}
+        local total
+        total=$(sed -n 's/^total = \([0-9]*\).*/\1/p' "$d/config.toml" 2>/dev/null | head -1)
+        if finished "$d" "${total:-0}"; then s=done; elif compgen -G "$d/checkpoints/step-*" >/dev/null; then s=partial; else s=started; fi
+        printf '%-28s %-8s val %s\n' "${d##*/}" "$s" "$(final_val "$d")"
+    done
+}
+
+report() {
+    [[ -x tools/repro-report.sh ]] && tools/repro-report.sh "$OUT" "$RESULTS"
+    return 0
+}
+
+mkdir -p "$OUT"
+case "${1:-all}" in
+    status) status ;;
+    sweep) sweep ;;
+    seeds) seeds ;;
+    report) report ;;
+    all)
+        sweep
+        seeds
+        report
+        ;;
+    *) echo "usage: tools/repro.sh [all|sweep|seeds|report|status]" >&2; exit 2 ;;
+esac
