@@ -21,6 +21,7 @@ use tracing::warn;
 use crate::error::{DataError, Result};
 use crate::hub_download::Downloader;
 use crate::hub_fetch::{check_size, finish_cached, list_online};
+use crate::hub_record::{read_record, write_record};
 
 /// Kind of hub repo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +237,12 @@ impl Hub {
         };
         let o = &self.opts;
         match list_online(api, repo, o.timeout, o.retries, o.backoff_base) {
-            Ok(listing) => Ok(listing),
+            Ok(listing) => {
+                if let Err(e) = write_record(&o.cache_dir, &listing) {
+                    warn!(error = %e, "could not record the listing in the cache");
+                }
+                Ok(listing)
+            }
             Err(e) => match list_cached(&self.opts.cache_dir, repo) {
                 Ok(cached) => {
                     warn!(repo = %repo.id, revision = %repo.revision, error = %e,
@@ -329,7 +335,8 @@ pub fn cached_commit(cache_dir: &Path, repo: &HubRepo) -> Result<String> {
     Ok(commit)
 }
 
-/// Lists the cached snapshot of `repo.revision` (walks `snapshots/<commit>/`).
+/// Lists the cached snapshot of `repo.revision`: the files and sizes an online listing of that
+/// commit recorded (`hub_record.rs`), else what `snapshots/<commit>/` holds.
 pub fn list_cached(cache_dir: &Path, repo: &HubRepo) -> Result<RepoListing> {
     let commit = cached_commit(cache_dir, repo)?;
     let dir = snapshot_dir(cache_dir, repo, &commit);
@@ -340,6 +347,14 @@ pub fn list_cached(cache_dir: &Path, repo: &HubRepo) -> Result<RepoListing> {
             cache: cache_dir.to_path_buf(),
             missing: format!("no snapshot folder {}", dir.display()),
             command: repo.download_command(&[]),
+        });
+    }
+    if let Some(remote) = read_record(cache_dir, repo, &commit)? {
+        return Ok(RepoListing {
+            repo: repo.clone(),
+            commit,
+            files: remote.keys().cloned().collect(),
+            remote,
         });
     }
     let mut files = Vec::new();

@@ -58,6 +58,7 @@ pub mod error;
 pub mod hub;
 mod hub_download;
 pub mod hub_fetch;
+pub mod hub_record;
 pub mod loader;
 pub mod lock;
 pub mod parquet_text;

@@ -21,6 +21,7 @@ use crate::config::{DataConfig, DatasetSource, Split};
 use crate::embedded::EmbeddedCorpus;
 use crate::error::{DataError, Result};
 use crate::hub::{matching, Hub, HubRepo, RepoListing};
+use crate::hub_record::check_cached_complete;
 use crate::parquet_text::read_parquet_text;
 use crate::wikitext::ArticleJoiner;
 
@@ -179,10 +180,21 @@ fn hub_split_files(
     }
     let all: Vec<String> = names.iter().map(|(_, f)| f.clone()).collect();
     check_numbered_complete(listing, &all)?;
+    check_offline_complete(hub, listing, &all)?;
     names
         .into_iter()
         .map(|(split, f)| hub_file(hub, listing, &f, Some(split), format.clone()))
         .collect()
+}
+
+/// Offline, checks that the files a recorded listing names are all cached (online, missing
+/// files are downloaded instead).
+fn check_offline_complete(hub: &Hub, listing: &RepoListing, names: &[String]) -> Result<()> {
+    let o = hub.options();
+    if o.offline {
+        check_cached_complete(&o.cache_dir, listing, names)?;
+    }
+    Ok(())
 }
 
 /// Checks that numbered files (`…-00003-of-00012…`) are all there: for each prefix and
@@ -347,6 +359,7 @@ impl ResolvedSource {
                     matching(&listing, "*/train-*.parquet")?;
                 }
                 check_numbered_complete(&listing, &names)?;
+                check_offline_complete(hub, &listing, &names)?;
                 let format = FileFormat::Parquet {
                     column: "text".into(),
                 };

@@ -1,7 +1,8 @@
 //! The online hub path against a local HTTP server on 127.0.0.1 (std's TcpListener) that
 //! stalls, drops connections, cuts bodies short or answers: listing timeouts, retries with
 //! backoff, sizes from the listing, a finished `.part` used without a download, and file
-//! downloads that stall, drop, end short or ignore `Range` being resumed to the right bytes.
+//! downloads that stall, drop, end short or ignore `Range` being resumed to the right bytes,
+//! and the recorded listing that lets an offline prepare see what a download left out.
 
 mod common;
 
@@ -467,4 +468,77 @@ fn prepare_downloads_through_the_resuming_client_and_then_works_offline() {
         off.meta().splits[&Split::Train].tokens,
         ds.meta().splits[&Split::Train].tokens
     );
+}
+
+#[test]
+fn an_offline_prepare_names_the_unnumbered_files_an_interrupted_download_left_out() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("hub");
+    let docs: Vec<String> = (0..90).map(|i| format!("Page {i} of the web.")).collect();
+    let rows: Vec<&str> = docs.iter().map(|d| d.as_str()).collect();
+    let names = ["train-a.parquet", "train-b.parquet", "train-c.parquet"];
+    let files: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .zip(rows.chunks(30))
+        .map(|(n, r)| {
+            (
+                format!("plain_text/{n}"),
+                common::parquet_bytes(r, "text", 10),
+            )
+        })
+        .collect();
+    let (endpoint, _) = hub_server(files, |_| Cdn::Ranged);
+    let owt = HubRepo::dataset("Skylion007/openwebtext", "refs/pr/20");
+    // Online: the listing is recorded; the download stops after the first file.
+    let hub = Hub::new(online(&cache, &endpoint)).unwrap();
+    let listing = hub.list(&owt).unwrap();
+    hub.get(&listing, "plain_text/train-a.parquet").unwrap();
+    let record = ire_data::hub_record::record_path(&cache, &owt, COMMIT);
+    assert!(record.is_file());
+
+    let tok = root.path().join("gpt2.json");
+    std::fs::write(&tok, common::gpt2_tokenizer_json()).unwrap();
+    let cfg = DataConfig {
+        dataset: DatasetSource::OpenWebText {
+            repo: owt.id.clone(),
+            revision: owt.revision.clone(),
+        },
+        tokenizer: Some(TokenizerSpec::File(tok)),
+        val_fraction: Some(0.1),
+        ..Default::default()
+    };
+    let offline = HubOptions::offline(&cache);
+    let e = prepare_with(&cfg, &root.path().join("a"), &offline).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, DataError::IncompleteSource { count: 2, .. })
+            && msg.contains("plain_text/train-b.parquet, plain_text/train-c.parquet")
+            && msg.contains("--include 'plain_text/train-b.parquet'"),
+        "{msg}"
+    );
+
+    // A damaged record is an error naming it, not a silently shorter listing.
+    let good = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &good[..good.len() / 2]).unwrap();
+    let msg = prepare_with(&cfg, &root.path().join("a"), &offline)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains(&record.display().to_string()), "{msg}");
+
+    // Without the record (a cache filled by other tools) the cached file alone is read:
+    // the case the record exists for.
+    std::fs::remove_file(&record).unwrap();
+    let ds = prepare_with(&cfg, &root.path().join("b"), &offline).unwrap();
+    let n: u64 = ds.meta().splits.values().map(|s| s.documents).sum();
+    assert_eq!(n, 30);
+
+    // Online again, the rest arrives and the record comes back: the offline prepare sees all.
+    let hub = Hub::new(online(&cache, &endpoint)).unwrap();
+    let listing = hub.list(&owt).unwrap();
+    for n in names {
+        hub.get(&listing, &format!("plain_text/{n}")).unwrap();
+    }
+    let ds = prepare_with(&cfg, &root.path().join("c"), &offline).unwrap();
+    let n: u64 = ds.meta().splits.values().map(|s| s.documents).sum();
+    assert_eq!(n, 90);
 }
