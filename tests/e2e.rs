@@ -134,6 +134,35 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
     assert_eq!(a, sample("exported", "3"));
     assert_eq!(a, sample("runs/tiny-admire/checkpoints/step-000006", "3"));
 
+    // `ire sharpness`: one line per checkpoint, recorded in sharpness.jsonl; measured once.
+    let sharp = [
+        "sharpness",
+        "runs/tiny-admire",
+        "--all",
+        "--windows",
+        "2",
+        "--probes",
+        "2",
+    ];
+    let sharp = [&sharp[..], &["--power-iters", "3"]].concat();
+    let out = ok(&ire(&sharp, cwd));
+    assert!(
+        out.contains("step      3") && out.contains("step      6") && out.contains("Tr(H)"),
+        "{out}"
+    );
+    let records = std::fs::read_to_string(cwd.join("runs/tiny-admire/sharpness.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 2, "{records}");
+    let first: serde_json::Value = serde_json::from_str(records.lines().next().unwrap()).unwrap();
+    assert!(first["trace"].as_f64().unwrap().is_finite(), "{first}");
+    assert_eq!(
+        ok(&ire(&sharp, cwd)),
+        out,
+        "recorded steps are not measured again"
+    );
+    let missing = ire(&["sharpness", "runs/tiny-admire", "--step", "5"], cwd);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("[3, 6]"), "{err}");
+
     // A second train into the same directory refuses; --resume continues from the checkpoint.
     let again = ire(&args, cwd);
     assert!(!again.status.success());

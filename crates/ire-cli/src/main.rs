@@ -33,6 +33,8 @@ enum Command {
     Export(cmd::export::Args),
     /// Continue a prompt with a trained model (cached decoding, seeded sampling).
     Sample(cmd::sample::Args),
+    /// Hessian trace (Hutchinson) and top eigenvalue of a run's checkpoints on validation windows.
+    Sharpness(cmd::sharpness::Args),
     /// The paper's toy example (Fig. 1): GD vs IRE on L(u,v) = (1+u^2)v^2/2.
     Toy(cmd::toy::Args),
 }
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Compare(args) => cmd::compare::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Sample(args) => cmd::sample::run(args),
+        Command::Sharpness(args) => cmd::sharpness::run(args),
         Command::Toy(args) => cmd::toy::run(args),
     };
     match result {

@@ -102,13 +102,17 @@ impl<B: Backend> ModuleMapper<B> for Replacer<'_> {
         let (id, tensor, mapper) = param.consume();
         let shape = tensor.shape();
         let device = tensor.device();
+        let tracked = tensor.is_require_grad();
         let new = Tensor::<B, D>::from_data(TensorData::new(v, shape), &device);
+        // An autodiff parameter stays one: gradients reach the new values too.
+        let new = if tracked { new.require_grad() } else { new };
         Param::from_mapped_value(id, new, mapper)
     }
 }
 
-/// Replaces the values of the named parameters (keeping their ids). Each value must have the
-/// parameter's element count; names that are not parameters are left in `values`.
+/// Replaces the values of the named parameters (keeping their ids and whether autodiff tracks
+/// them). Each value must have the parameter's element count; names that are not parameters are
+/// left in `values`.
 pub fn replace_values<B: Backend, M: Module<B>>(
     module: M,
     values: &mut HashMap<String, Vec<f32>>,

@@ -8,7 +8,8 @@
 //! - Reliability: a guard against non-finite steps (`[guard]`), errors that stop every rank
 //!   ([`dp::Rank::agree`]), verified durable checkpoints ([`checkpoint`]), resume checks
 //!   ([`resume`]), signal handling ([`signals`]); `docs/reliability.md` has the table.
-//! - [`compare`]: loss curves and the paper's speed-up table; [`export`]: HF folders.
+//! - [`compare`]: loss curves and the paper's speed-up table; [`export`]: HF folders;
+//!   [`sharpness`]: Tr(∇²L) and λ_max of a checkpoint.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod fault;
 pub mod metrics;
 mod rank_loop;
 pub mod resume;
+pub mod sharpness;
 pub mod signals;
 mod trainer;
 

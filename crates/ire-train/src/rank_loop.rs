@@ -498,7 +498,7 @@ where
     }
 }
 
-fn to_tensors<B: Backend>(
+pub(crate) fn to_tensors<B: Backend>(
     batch: &Batch,
     device: &B::Device,
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {

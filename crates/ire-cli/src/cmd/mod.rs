@@ -6,5 +6,6 @@ pub mod init;
 pub mod prepare;
 pub mod sample;
 pub mod score;
+pub mod sharpness;
 pub mod toy;
 pub mod train;
