@@ -1,5 +1,5 @@
-//! `ire compare`: loss curves of several runs against steps, tokens and wall time (PNG + SVG),
-//! and the paper's speed-up table.
+//! `ire compare`: loss curves of several runs against steps, tokens and wall time (PNG + SVG);
+//! the table and seed grouping are in [`crate::groups`].
 //!
 //! Speed-up (paper Fig. 4): for a baseline B and a candidate A, the first step at which A's
 //! validation loss reaches B's final validation loss, and B's total steps divided by that step.
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+use crate::groups::{GroupPoint, RunGroup};
 use crate::metrics::{read_metrics, MetricLine};
 use crate::TrainError;
 
@@ -69,35 +70,6 @@ pub fn speedup(baseline: &RunCurves, candidate: &RunCurves) -> Option<(usize, f6
     Some((hit.step, baseline.total_steps() as f64 / hit.step as f64))
 }
 
-/// The comparison table as text: one row per run, speed-ups against the first run.
-pub fn table(runs: &[RunCurves]) -> String {
-    let mut out = format!(
-        "{:<28} {:>8} {:>12} {:>12} {:>14} {:>9}\n",
-        "run", "steps", "final train", "final val", "reaches base", "speed-up"
-    );
-    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
-    for (i, run) in runs.iter().enumerate() {
-        let (reach, ratio) = if i == 0 {
-            ("(baseline)".to_string(), "1.00x".to_string())
-        } else {
-            match speedup(&runs[0], run) {
-                Some((step, r)) => (format!("step {step}"), format!("{r:.2}x")),
-                None => ("never".into(), "-".into()),
-            }
-        };
-        out += &format!(
-            "{:<28} {:>8} {:>12} {:>12} {:>14} {:>9}\n",
-            run.name,
-            run.total_steps(),
-            fmt(run.final_train()),
-            fmt(run.final_val()),
-            reach,
-            ratio
-        );
-    }
-    out
-}
-
 /// The x axis of a chart.
 #[derive(Debug, Clone, Copy)]
 enum XAxis {
@@ -107,11 +79,11 @@ enum XAxis {
 }
 
 impl XAxis {
-    fn value(&self, l: &MetricLine) -> f64 {
+    fn value(&self, p: &GroupPoint) -> f64 {
         match self {
-            XAxis::Step => l.step as f64,
-            XAxis::Tokens => l.tokens as f64,
-            XAxis::Wall => l.wall_s,
+            XAxis::Step => p.step as f64,
+            XAxis::Tokens => p.tokens,
+            XAxis::Wall => p.wall_s,
         }
     }
     fn label(&self) -> &'static str {
@@ -142,8 +114,10 @@ fn register_font() {
     });
 }
 
-/// Draws `loss_vs_{steps,tokens,wall}.{png,svg}` into `out_dir`; returns the files written.
-pub fn draw(runs: &[RunCurves], out_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+/// Draws `loss_vs_{steps,tokens,wall}.{png,svg}` into `out_dir`: per group its mean training
+/// curve (thin), mean validation curve (thick, with points) and, for several seeds, the
+/// min–max band of the validation losses; returns the files written.
+pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
     register_font();
     std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e))?;
     let mut written = Vec::new();
@@ -176,18 +150,23 @@ pub fn draw(runs: &[RunCurves], out_dir: &Path) -> Result<Vec<PathBuf>, TrainErr
 
 fn draw_chart<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
-    runs: &[RunCurves],
+    groups: &[RunGroup],
     axis: XAxis,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     area.fill(&WHITE).map_err(err)?;
-    let all = runs.iter().flat_map(|r| r.train.iter().chain(r.val.iter()));
+    let curves: Vec<(Vec<GroupPoint>, Vec<GroupPoint>)> = groups
+        .iter()
+        .map(|g| (g.train_curve(), g.val_curve()))
+        .collect();
     let (mut x_max, mut y_min, mut y_max) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for l in all {
-        x_max = x_max.max(axis.value(l));
-        if l.loss.is_finite() {
-            y_min = y_min.min(l.loss);
-            y_max = y_max.max(l.loss);
+    for p in curves.iter().flat_map(|(t, v)| t.iter().chain(v.iter())) {
+        x_max = x_max.max(axis.value(p));
+        for y in [p.loss.min, p.loss.max] {
+            if y.is_finite() {
+                y_min = y_min.min(y);
+                y_max = y_max.max(y);
+            }
         }
     }
     if !y_min.is_finite() {
@@ -207,24 +186,55 @@ fn draw_chart<DB: DrawingBackend>(
         .y_desc("cross-entropy")
         .draw()
         .map_err(err)?;
-    for (i, run) in runs.iter().enumerate() {
+    for (i, (g, (train, val))) in groups.iter().zip(&curves).enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let train: Vec<(f64, f64)> = run.train.iter().map(|l| (axis.value(l), l.loss)).collect();
+        let seeds = match g.runs.len() {
+            1 => String::new(),
+            n => format!(" (mean of {n})"),
+        };
+        let finite = |p: &&GroupPoint| p.loss.mean.is_finite();
+        let xy = |p: &GroupPoint| (axis.value(p), p.loss.mean);
+        if g.runs.len() > 1 {
+            let band: Vec<(f64, f64)> = val
+                .iter()
+                .filter(|p| p.loss.min.is_finite() && p.loss.max.is_finite())
+                .map(|p| (axis.value(p), p.loss.min))
+                .chain(
+                    val.iter()
+                        .rev()
+                        .filter(|p| p.loss.max.is_finite())
+                        .map(|p| (axis.value(p), p.loss.max)),
+                )
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    band,
+                    color.mix(0.18).filled(),
+                )))
+                .map_err(err)?;
+        }
         chart
-            .draw_series(LineSeries::new(train, color.mix(0.35).stroke_width(1)))
+            .draw_series(LineSeries::new(
+                train.iter().filter(finite).map(xy),
+                color.mix(0.35).stroke_width(1),
+            ))
             .map_err(err)?
-            .label(format!("{} train", run.name))
+            .label(format!("{} train{seeds}", g.name))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.mix(0.35)));
-        let val: Vec<(f64, f64)> = run.val.iter().map(|l| (axis.value(l), l.loss)).collect();
+        let points: Vec<(f64, f64)> = val.iter().filter(finite).map(xy).collect();
         chart
-            .draw_series(LineSeries::new(val.clone(), color.stroke_width(3)))
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
             .map_err(err)?
-            .label(format!("{} val", run.name))
+            .label(format!("{} val{seeds}", g.name))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
             });
         chart
-            .draw_series(val.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
             .map_err(err)?;
     }
     chart

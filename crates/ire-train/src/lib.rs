@@ -8,7 +8,8 @@
 //! - Reliability: a guard against non-finite steps (`[guard]`), errors that stop every rank
 //!   ([`dp::Rank::agree`]), verified durable checkpoints ([`checkpoint`]), resume checks
 //!   ([`resume`]), signal handling ([`signals`]); `docs/reliability.md` has the table.
-//! - [`compare`]: loss curves and the paper's speed-up table; [`export`]: HF folders;
+//! - [`compare`]: loss curves and the paper's speed-up table; [`groups`]: seeds of one config
+//!   as one curve with a band, speed-ups per seed and aggregated; [`export`]: HF folders;
 //!   [`sharpness`]: Tr(∇²L) and λ_max of a checkpoint.
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod dp;
 mod error;
 pub mod export;
 pub mod fault;
+pub mod groups;
 pub mod metrics;
 mod rank_loop;
 pub mod resume;

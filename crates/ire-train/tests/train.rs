@@ -159,7 +159,8 @@ fn an_existing_run_directory_is_never_overwritten() {
 
 #[test]
 fn compare_draws_charts_and_reports_the_speedup() {
-    use ire_train::compare::{draw, speedup, table, RunCurves};
+    use ire_train::compare::{draw, speedup, RunCurves};
+    use ire_train::groups::{group_table, load_groups, singletons};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let base = tmp.path().join("adamw");
@@ -178,12 +179,28 @@ fn compare_draws_charts_and_reports_the_speedup() {
         peak(),
     )
     .unwrap();
-    let runs = vec![
-        RunCurves::load(&base).unwrap(),
-        RunCurves::load(&cand).unwrap(),
-    ];
+    // A second seed of the baseline's config joins its group (mean curve with a band).
+    let base2 = tmp.path().join("adamw-s2");
+    let mut cfg = config(&base2, &data, "adamw", 2, 1, 6);
+    cfg.run.seed = 11;
+    train::<B>(cfg, devices(1), opts(false, None), peak()).unwrap();
+    let groups = load_groups(&[&base, &cand, &base2]).unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(
+        (groups[0].name.as_str(), groups[0].runs.len()),
+        ("adamw", 2)
+    );
+    assert_eq!(
+        (groups[1].name.as_str(), groups[1].runs.len()),
+        ("admire", 1)
+    );
+    let seeds = groups[0].final_val().unwrap();
+    assert!(
+        seeds.n == 2 && seeds.std > 0.0,
+        "two seeds differ: {seeds:?}"
+    );
     let out = tmp.path().join("charts");
-    let files = draw(&runs, &out).unwrap();
+    let files = draw(&groups, &out).unwrap();
     assert_eq!(files.len(), 6);
     for f in &files {
         assert!(
@@ -192,11 +209,18 @@ fn compare_draws_charts_and_reports_the_speedup() {
             f.display()
         );
     }
-    let text = table(&runs);
+    let text = group_table(&groups);
     assert!(
-        text.contains("adamw") && text.contains("admire") && text.contains("(baseline)"),
+        text.contains("| adamw | 2 | 6 |")
+            && text.contains("| admire | 1 | 6 |")
+            && text.contains("(baseline)"),
         "{text}"
     );
+    let alone = singletons(vec![
+        RunCurves::load(&base).unwrap(),
+        RunCurves::load(&base2).unwrap(),
+    ]);
+    assert_eq!(alone.len(), 2);
     // The speed-up metric on hand-made curves: the baseline ends at 2.0 after 100 steps; the
     // candidate first reaches 2.0 at step 40, so the speed-up is 100 / 40 = 2.5.
     let line = |step: usize, loss: f64| MetricLine {

@@ -1,30 +1,45 @@
-//! `ire compare`: draw the runs' loss curves and print the speed-up table (first run = baseline).
+//! `ire compare`: group the runs by config (seeds of one config form one curve with a band), draw
+//! the loss curves and print the study table (first group = baseline of the speed-ups).
 
 use std::path::PathBuf;
 
-use ire_train::compare::{draw, table, RunCurves};
+use anyhow::Context;
+use ire_train::compare::{draw, RunCurves};
+use ire_train::groups::{group_table, load_groups, singletons};
 
 /// Arguments of `ire compare`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run directories; the first is the baseline of the speed-up column.
+    /// Run directories; the first run's group is the baseline of the speed-up columns.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
-    /// Where to write the charts (PNG and SVG).
+    /// Where to write the charts (PNG and SVG) and the table (table.md).
     #[arg(long, default_value = "runs/compare")]
     out: PathBuf,
+    /// Keep every run apart, even seeds of one config.
+    #[arg(long)]
+    no_group: bool,
 }
 
 /// Runs `ire compare`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runs = args
-        .runs
-        .iter()
-        .map(|d| RunCurves::load(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let files = draw(&runs, &args.out)?;
-    print!("{}", table(&runs));
-    for f in files {
+    let groups = if args.no_group {
+        let runs = args
+            .runs
+            .iter()
+            .map(|d| RunCurves::load(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        singletons(runs)
+    } else {
+        load_groups(&args.runs)?
+    };
+    let files = draw(&groups, &args.out)?;
+    let table = group_table(&groups);
+    let table_path = args.out.join("table.md");
+    std::fs::write(&table_path, &table)
+        .with_context(|| format!("writing {}", table_path.display()))?;
+    print!("{table}");
+    for f in files.iter().chain([&table_path]) {
         println!("wrote {}", f.display());
     }
     Ok(())

@@ -1,0 +1,373 @@
+//! Runs grouped for studies: runs whose configs differ only in `run.seed` (and name/dir) are one
+//! group, drawn as a mean curve with a min–max band and summarised by mean ± std over seeds.
+//!
+//! The paper's speed-up (Fig. 4) against a baseline group: the target is the mean of the
+//! baseline seeds' final validation losses; each candidate seed's speed-up is the baseline's
+//! steps over the first step at which that seed reaches the target, and the aggregate is the
+//! same on the candidate's mean curve. The step-time ratio compares seconds per step from the
+//! runs' training wall time (`wall_s`, which excludes evaluation and checkpoints).
+
+use std::path::Path;
+
+use crate::compare::RunCurves;
+use crate::TrainError;
+
+/// Seeds of one config.
+#[derive(Debug, Clone)]
+pub struct RunGroup {
+    /// Display name: the first run's name without its `-sN` seed suffix.
+    pub name: String,
+    /// The runs, in the order given.
+    pub runs: Vec<RunCurves>,
+}
+
+/// Mean, sample standard deviation and range of some values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one value).
+    pub std: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Spread {
+    /// The spread of `values` (`None` when empty).
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = match n {
+            1 => 0.0,
+            _ => values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64,
+        };
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(Spread {
+            mean,
+            std: var.sqrt(),
+            min,
+            max,
+            n,
+        })
+    }
+}
+
+/// One point of a group's mean curve: the step, the members' x values averaged (step,
+/// tokens or wall time) and the loss's spread over members.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupPoint {
+    /// Step.
+    pub step: usize,
+    /// Mean training tokens at this step.
+    pub tokens: f64,
+    /// Mean training seconds at this step.
+    pub wall_s: f64,
+    /// Loss over the members.
+    pub loss: Spread,
+}
+
+/// A candidate group's speed-up over a baseline group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpeedup {
+    /// The target: mean final validation loss of the baseline seeds.
+    pub target: f64,
+    /// Per candidate seed: the first step reaching the target and the ratio (`None`: never).
+    pub per_seed: Vec<Option<(usize, f64)>>,
+    /// The same on the candidate's mean validation curve.
+    pub mean_curve: Option<(usize, f64)>,
+}
+
+impl RunGroup {
+    /// Mean validation curve at the steps every member evaluated.
+    pub fn val_curve(&self) -> Vec<GroupPoint> {
+        curve(self.runs.iter().map(|r| r.val.as_slice()).collect())
+    }
+
+    /// Mean training curve at the steps every member logged.
+    pub fn train_curve(&self) -> Vec<GroupPoint> {
+        curve(self.runs.iter().map(|r| r.train.as_slice()).collect())
+    }
+
+    /// Final validation loss over the members (those that have one).
+    pub fn final_val(&self) -> Option<Spread> {
+        let v: Vec<f64> = self.runs.iter().filter_map(|r| r.final_val()).collect();
+        Spread::of(&v)
+    }
+
+    /// Steps of the group's runs (the longest).
+    pub fn total_steps(&self) -> usize {
+        self.runs.iter().map(|r| r.total_steps()).max().unwrap_or(0)
+    }
+
+    /// Training seconds per step over the members (from the last train line's `wall_s`).
+    pub fn seconds_per_step(&self) -> Option<Spread> {
+        let v: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.train.last())
+            .filter(|l| l.step > 0 && l.wall_s > 0.0)
+            .map(|l| l.wall_s / l.step as f64)
+            .collect();
+        Spread::of(&v)
+    }
+}
+
+/// Per step present in every series: the spread of the losses and the mean x values.
+fn curve(series: Vec<&[crate::metrics::MetricLine]>) -> Vec<GroupPoint> {
+    let Some(first) = series.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in first.iter() {
+        let at: Vec<&crate::metrics::MetricLine> = series
+            .iter()
+            .filter_map(|s| s.iter().find(|l| l.step == line.step))
+            .collect();
+        if at.len() != series.len() {
+            continue;
+        }
+        let losses: Vec<f64> = at.iter().map(|l| l.loss).collect();
+        let n = at.len() as f64;
+        if let Some(loss) = Spread::of(&losses) {
+            out.push(GroupPoint {
+                step: line.step,
+                tokens: at.iter().map(|l| l.tokens as f64).sum::<f64>() / n,
+                wall_s: at.iter().map(|l| l.wall_s).sum::<f64>() / n,
+                loss,
+            });
+        }
+    }
+    out
+}
+
+/// The speed-up of `candidate` over `baseline` (see the module doc); `None` when the baseline
+/// has no final validation loss.
+pub fn group_speedup(baseline: &RunGroup, candidate: &RunGroup) -> Option<GroupSpeedup> {
+    let target = baseline.final_val()?.mean;
+    let steps = baseline.total_steps() as f64;
+    let reach = |mut curve: Box<dyn Iterator<Item = (usize, f64)> + '_>| {
+        curve
+            .find(|&(_, loss)| loss <= target)
+            .map(|(step, _)| (step, steps / step.max(1) as f64))
+    };
+    let per_seed = candidate
+        .runs
+        .iter()
+        .map(|r| reach(Box::new(r.val.iter().map(|l| (l.step, l.loss)))))
+        .collect();
+    let mean = candidate.val_curve();
+    let mean_curve = reach(Box::new(mean.iter().map(|p| (p.step, p.loss.mean))));
+    Some(GroupSpeedup {
+        target,
+        per_seed,
+        mean_curve,
+    })
+}
+
+/// What identifies a run's config for grouping: its `config.toml` without `run.seed`,
+/// `run.name` and `run.dir`; a run without one is a group of its own.
+fn group_key(run_dir: &Path) -> Result<String, TrainError> {
+    let path = run_dir.join(crate::checkpoint::RUN_CONFIG_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(format!("dir:{}", run_dir.display()));
+    };
+    let mut value: toml::Value = toml::from_str(&text).map_err(|e| TrainError::Config {
+        key: path.display().to_string(),
+        message: e.message().to_string(),
+    })?;
+    if let Some(run) = value.get_mut("run").and_then(|r| r.as_table_mut()) {
+        for key in ["seed", "name", "dir"] {
+            run.remove(key);
+        }
+    }
+    Ok(value.to_string())
+}
+
+/// `name` without a trailing `-sN` (the seed suffix of the study's run names).
+fn strip_seed(name: &str) -> &str {
+    match name.rsplit_once("-s") {
+        Some((head, seed)) if !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) => head,
+        _ => name,
+    }
+}
+
+/// Loads `run_dirs` and groups them by config, groups in order of their first run.
+pub fn load_groups(run_dirs: &[impl AsRef<Path>]) -> Result<Vec<RunGroup>, TrainError> {
+    let mut keyed: Vec<(String, RunGroup)> = Vec::new();
+    for dir in run_dirs {
+        let dir = dir.as_ref();
+        let run = RunCurves::load(dir)?;
+        let key = group_key(dir)?;
+        match keyed.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.runs.push(run),
+            None => {
+                let name = strip_seed(&run.name).to_string();
+                keyed.push((
+                    key,
+                    RunGroup {
+                        name,
+                        runs: vec![run],
+                    },
+                ));
+            }
+        }
+    }
+    Ok(keyed.into_iter().map(|(_, g)| g).collect())
+}
+
+/// Each run a group of its own (no grouping).
+pub fn singletons(runs: Vec<RunCurves>) -> Vec<RunGroup> {
+    runs.into_iter()
+        .map(|r| RunGroup {
+            name: r.name.clone(),
+            runs: vec![r],
+        })
+        .collect()
+}
+
+/// The study table as Markdown: per group the runs, steps, final validation loss (mean ± std
+/// and range), the speed-up over the first group (mean curve, and per seed), and the
+/// seconds-per-step ratio to the first group.
+pub fn group_table(groups: &[RunGroup]) -> String {
+    let mut out = String::from(
+        "| group | runs | steps | final val (mean ± std) | min – max | reaches baseline's final | speed-up (mean curve) | speed-up per seed | time/step vs baseline |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let base = groups.first();
+    let base_sps = base.and_then(|b| b.seconds_per_step());
+    for (i, g) in groups.iter().enumerate() {
+        let fv = g.final_val();
+        let (mean, range) = match fv {
+            Some(s) => (
+                format!("{:.4} ± {:.4}", s.mean, s.std),
+                format!("{:.4} – {:.4}", s.min, s.max),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let (reach, ratio, seeds) = match (i, base.and_then(|b| group_speedup(b, g))) {
+            (0, _) => ("(baseline)".into(), "1.00×".into(), "-".into()),
+            (_, None) => ("-".into(), "-".into(), "-".into()),
+            (_, Some(s)) => {
+                let fmt = |r: &Option<(usize, f64)>| match r {
+                    Some((_, x)) => format!("{x:.2}×"),
+                    None => "never".into(),
+                };
+                let reach = match s.mean_curve {
+                    Some((step, _)) => format!("step {step}"),
+                    None => "never".into(),
+                };
+                let seeds: Vec<String> = s.per_seed.iter().map(fmt).collect();
+                (reach, fmt(&s.mean_curve), seeds.join(", "))
+            }
+        };
+        let time = match (g.seconds_per_step(), base_sps) {
+            (Some(a), Some(b)) if b.mean > 0.0 => format!("{:.2}×", a.mean / b.mean),
+            _ => "-".into(),
+        };
+        out += &format!(
+            "| {} | {} | {} | {mean} | {range} | {reach} | {ratio} | {seeds} | {time} |\n",
+            g.name,
+            g.runs.len(),
+            g.total_steps()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::MetricLine;
+
+    fn line(split: &str, step: usize, loss: f64, wall_s: f64) -> MetricLine {
+        MetricLine {
+            split: split.into(),
+            step,
+            tokens: step as u64 * 100,
+            loss,
+            lr: None,
+            grad_norm: None,
+            tokens_per_s: None,
+            mfu: None,
+            wall_s,
+            mask_fraction: None,
+            kappa_t: None,
+        }
+    }
+
+    fn run(name: &str, val: &[(usize, f64)], secs_per_step: f64) -> RunCurves {
+        let last = val.last().map(|v| v.0).unwrap_or(0);
+        RunCurves {
+            name: name.into(),
+            train: vec![line("train", last, 0.0, secs_per_step * last as f64)],
+            val: val.iter().map(|&(s, l)| line("val", s, l, 0.0)).collect(),
+        }
+    }
+
+    #[test]
+    fn spread_is_the_sample_statistics() {
+        let s = Spread::of(&[1.0, 2.0, 6.0]).unwrap();
+        assert_eq!((s.mean, s.min, s.max, s.n), (3.0, 1.0, 6.0, 3));
+        assert!((s.std - 7f64.sqrt()).abs() < 1e-12);
+        assert_eq!(Spread::of(&[4.0]).unwrap().std, 0.0);
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn speedup_per_seed_and_on_the_mean_curve() {
+        // Baseline seeds end at 3.0 and 2.0 after 100 steps: the target is 2.5.
+        let base = RunGroup {
+            name: "adamw".into(),
+            runs: vec![
+                run("adamw-s1", &[(50, 3.5), (100, 3.0)], 1.0),
+                run("adamw-s2", &[(50, 3.0), (100, 2.0)], 1.0),
+            ],
+        };
+        // Seed 1 reaches 2.5 at step 25 (4×), seed 2 at step 50 (2×), seed 3 never; the mean
+        // curve (2.75, 2.5, 2.25) reaches it at step 50.
+        let cand = RunGroup {
+            name: "admire".into(),
+            runs: vec![
+                run("admire-s1", &[(25, 2.5), (50, 2.25), (100, 2.0)], 1.1),
+                run("admire-s2", &[(25, 2.75), (50, 2.5), (100, 2.0)], 1.1),
+                run("admire-s3", &[(25, 3.0), (50, 2.75), (100, 2.75)], 1.1),
+            ],
+        };
+        let s = group_speedup(&base, &cand).unwrap();
+        assert_eq!(s.target, 2.5);
+        assert_eq!(s.per_seed, vec![Some((25, 4.0)), Some((50, 2.0)), None]);
+        assert_eq!(s.mean_curve, Some((50, 2.0)));
+        let curve = cand.val_curve();
+        assert_eq!(curve.len(), 3);
+        assert!(
+            curve[2].loss.mean == 2.25 && curve[2].loss.max == 2.75,
+            "{curve:?}"
+        );
+
+        let table = group_table(&[base, cand]);
+        assert!(
+            table.contains("| adamw | 2 | 100 | 2.5000 ± 0.7071 | 2.0000 – 3.0000 | (baseline)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| step 50 | 2.00× | 4.00×, 2.00×, never | 1.10× |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn seed_suffixes_are_stripped_from_group_names() {
+        assert_eq!(strip_seed("admire-lr2e-3-s12"), "admire-lr2e-3");
+        assert_eq!(strip_seed("adamw-2T-lr0.004-s1"), "adamw-2T-lr0.004");
+        assert_eq!(strip_seed("tiny-admire"), "tiny-admire");
+        assert_eq!(strip_seed("runs-s"), "runs-s");
+    }
+}
