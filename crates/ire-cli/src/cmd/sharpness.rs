@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.probes
         );
     }
-    if args.power_iters == 0 || !(args.power_tol > 0.0) {
+    if args.power_iters == 0 || args.power_tol.is_nan() || args.power_tol <= 0.0 {
         bail!("--power-iters must be ≥ 1 and --power-tol > 0");
     }
     let settings = SharpnessSettings {
