@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use crate::groups::{GroupPoint, RunGroup};
 use crate::metrics::{read_metrics, MetricLine};
+use crate::sharpness::{read_records, SharpnessRecord};
 use crate::TrainError;
 
 /// One run's curves.
@@ -21,6 +22,8 @@ pub struct RunCurves {
     pub train: Vec<MetricLine>,
     /// Validation lines in step order.
     pub val: Vec<MetricLine>,
+    /// `ire sharpness` measurements (`sharpness.jsonl`), in file order; empty when none.
+    pub sharpness: Vec<SharpnessRecord>,
 }
 
 impl RunCurves {
@@ -39,7 +42,13 @@ impl RunCurves {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| run_dir.display().to_string());
-        Ok(Self { name, train, val })
+        let sharpness = read_records(run_dir)?;
+        Ok(Self {
+            name,
+            train,
+            val,
+            sharpness,
+        })
     }
 
     /// Last validation loss.
@@ -145,7 +154,107 @@ pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, TrainErro
         written.push(png);
         written.push(svg);
     }
+    if runs.iter().any(|g| !g.sharpness_curve().is_empty()) {
+        for (path, svg) in [
+            ("sharpness_vs_steps.png", false),
+            ("sharpness_vs_steps.svg", true),
+        ] {
+            let path = out_dir.join(path);
+            let drawn = match svg {
+                false => draw_sharpness(
+                    BitMapBackend::new(&path, (1000, 650)).into_drawing_area(),
+                    runs,
+                ),
+                true => draw_sharpness(
+                    SVGBackend::new(&path, (1000, 650)).into_drawing_area(),
+                    runs,
+                ),
+            };
+            drawn.map_err(|e| TrainError::Plot {
+                path: path.clone(),
+                message: e,
+            })?;
+            written.push(path);
+        }
+    }
     Ok(written)
+}
+
+/// Tr(H) against the checkpoint step per group: the mean over seeds with bars of ± the seeds'
+/// spread (or one run's probe standard error).
+fn draw_sharpness<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    groups: &[RunGroup],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(err)?;
+    let curves: Vec<Vec<(f64, f64, f64)>> = groups
+        .iter()
+        .map(|g| {
+            g.sharpness_curve()
+                .iter()
+                .map(|p| {
+                    let bar = if p.trace.n > 1 {
+                        p.trace.std
+                    } else {
+                        p.trace_stderr
+                    };
+                    (p.step as f64, p.trace.mean, bar)
+                })
+                .collect()
+        })
+        .collect();
+    let pts = curves.iter().flatten();
+    let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = pts.map(|p| p.1 + p.2).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&area)
+        .caption("Hessian trace (Hutchinson) vs step", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * 1.1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("Tr(H) on validation windows")
+        .draw()
+        .map_err(err)?;
+    for (i, (g, curve)) in groups.iter().zip(&curves).enumerate() {
+        if curve.is_empty() {
+            continue;
+        }
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(3),
+            ))
+            .map_err(err)?
+            .label(g.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(curve.iter().map(|&(x, y, e)| {
+                PathElement::new(vec![(x, y - e), (x, y + e)], color.stroke_width(2))
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                curve
+                    .iter()
+                    .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)
 }
 
 fn draw_chart<DB: DrawingBackend>(

@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::compare::RunCurves;
+use crate::sharpness::SharpnessRecord;
 use crate::TrainError;
 
 /// Seeds of one config.
@@ -74,6 +75,19 @@ pub struct GroupPoint {
     pub loss: Spread,
 }
 
+/// A group's sharpness at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharpnessPoint {
+    /// Step of the checkpoints.
+    pub step: usize,
+    /// Hutchinson's Tr(H) over the members.
+    pub trace: Spread,
+    /// The largest standard error of the members' estimates (probe noise).
+    pub trace_stderr: f64,
+    /// λ_max over the members.
+    pub lambda_max: Spread,
+}
+
 /// A candidate group's speed-up over a baseline group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpeedup {
@@ -105,6 +119,40 @@ impl RunGroup {
     /// Steps of the group's runs (the longest).
     pub fn total_steps(&self) -> usize {
         self.runs.iter().map(|r| r.total_steps()).max().unwrap_or(0)
+    }
+
+    /// Sharpness at each step every member measured (its latest record of that step): the
+    /// spread of Tr(H) and of λ_max over the members.
+    pub fn sharpness_curve(&self) -> Vec<SharpnessPoint> {
+        let Some(first) = self.runs.first() else {
+            return Vec::new();
+        };
+        let mut steps: Vec<usize> = first.sharpness.iter().map(|r| r.step).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut out = Vec::new();
+        for step in steps {
+            let at: Vec<&SharpnessRecord> = self
+                .runs
+                .iter()
+                .filter_map(|r| r.sharpness.iter().rev().find(|x| x.step == step))
+                .collect();
+            if at.len() != self.runs.len() {
+                continue;
+            }
+            let trace: Vec<f64> = at.iter().map(|r| r.trace).collect();
+            let lambda: Vec<f64> = at.iter().map(|r| r.lambda_max).collect();
+            if let (Some(trace), Some(lambda_max)) = (Spread::of(&trace), Spread::of(&lambda)) {
+                let stderr = at.iter().map(|r| r.trace_stderr).fold(0.0, f64::max);
+                out.push(SharpnessPoint {
+                    step,
+                    trace,
+                    trace_stderr: stderr,
+                    lambda_max,
+                });
+            }
+        }
+        out
     }
 
     /// Training seconds per step over the members (from the last train line's `wall_s`).
@@ -234,13 +282,18 @@ pub fn singletons(runs: Vec<RunCurves>) -> Vec<RunGroup> {
 }
 
 /// The study table as Markdown: per group the runs, steps, final validation loss (mean ± std
-/// and range), the speed-up over the first group (mean curve, and per seed), and the
-/// seconds-per-step ratio to the first group.
+/// and range), the speed-up over the first group (mean curve, and per seed), the
+/// seconds-per-step ratio to the first group and, when measured, Tr(H) and λ_max at the last
+/// step every seed was measured at.
 pub fn group_table(groups: &[RunGroup]) -> String {
+    let sharp = groups.iter().any(|g| !g.sharpness_curve().is_empty());
     let mut out = String::from(
-        "| group | runs | steps | final val (mean ± std) | min – max | reaches baseline's final | speed-up (mean curve) | speed-up per seed | time/step vs baseline |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| group | runs | steps | final val (mean ± std) | min – max | reaches baseline's final | speed-up (mean curve) | speed-up per seed | time/step vs baseline |",
     );
+    out += match sharp {
+        true => " Tr(H) (step) | λ_max |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        false => "\n|---|---|---|---|---|---|---|---|---|\n",
+    };
     let base = groups.first();
     let base_sps = base.and_then(|b| b.seconds_per_step());
     for (i, g) in groups.iter().enumerate() {
@@ -273,11 +326,30 @@ pub fn group_table(groups: &[RunGroup]) -> String {
             _ => "-".into(),
         };
         out += &format!(
-            "| {} | {} | {} | {mean} | {range} | {reach} | {ratio} | {seeds} | {time} |\n",
+            "| {} | {} | {} | {mean} | {range} | {reach} | {ratio} | {seeds} | {time} |",
             g.name,
             g.runs.len(),
             g.total_steps()
         );
+        if sharp {
+            out += &match g.sharpness_curve().last() {
+                Some(p) => format!(
+                    " {:.1} ± {:.1} ({}) | {:.2} ± {:.2} |",
+                    p.trace.mean,
+                    // Over seeds: their spread; one run: the probes' standard error.
+                    if p.trace.n > 1 {
+                        p.trace.std
+                    } else {
+                        p.trace_stderr
+                    },
+                    p.step,
+                    p.lambda_max.mean,
+                    p.lambda_max.std
+                ),
+                None => " - | - |".into(),
+            };
+        }
+        out.push('\n');
     }
     out
 }
@@ -309,6 +381,7 @@ mod tests {
             name: name.into(),
             train: vec![line("train", last, 0.0, secs_per_step * last as f64)],
             val: val.iter().map(|&(s, l)| line("val", s, l, 0.0)).collect(),
+            sharpness: Vec::new(),
         }
     }
 
@@ -359,6 +432,45 @@ mod tests {
         );
         assert!(
             table.contains("| step 50 | 2.00× | 4.00×, 2.00×, never | 1.10× |"),
+            "{table}"
+        );
+    }
+
+    fn record(step: usize, trace: f64, lambda_max: f64) -> SharpnessRecord {
+        SharpnessRecord {
+            step,
+            settings: crate::sharpness::SharpnessSettings::default(),
+            loss: 3.0,
+            trace,
+            trace_stderr: 1.5,
+            lambda_max,
+            lambda_iters: 5,
+            eps: 1e-4,
+            params: 10,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn sharpness_is_summarised_at_steps_every_seed_measured() {
+        let mut a = run("adamw-s1", &[(500, 3.0)], 1.0);
+        let mut b = run("adamw-s2", &[(500, 3.0)], 1.0);
+        a.sharpness = vec![record(250, 100.0, 9.0), record(500, 80.0, 7.0)];
+        // Seed 2 measured step 250 twice (the latest counts) and never step 500.
+        b.sharpness = vec![record(250, 1.0, 1.0), record(250, 120.0, 11.0)];
+        let g = RunGroup {
+            name: "adamw".into(),
+            runs: vec![a, b],
+        };
+        let curve = g.sharpness_curve();
+        assert_eq!(curve.len(), 1);
+        assert_eq!(
+            (curve[0].step, curve[0].trace.mean, curve[0].lambda_max.mean),
+            (250, 110.0, 10.0)
+        );
+        let table = group_table(&[g]);
+        assert!(
+            table.contains("| 110.0 ± 14.1 (250) | 10.00 ± 1.41 |"),
             "{table}"
         );
     }

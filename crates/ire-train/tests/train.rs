@@ -184,6 +184,17 @@ fn compare_draws_charts_and_reports_the_speedup() {
     let mut cfg = config(&base2, &data, "adamw", 2, 1, 6);
     cfg.run.seed = 11;
     train::<B>(cfg, devices(1), opts(false, None), peak()).unwrap();
+    // Sharpness measured at the baseline seeds' last checkpoints: a column and a chart.
+    let settings = ire_train::sharpness::SharpnessSettings {
+        windows: 2,
+        probes: 2,
+        power_iters: 2,
+        ..Default::default()
+    };
+    for run in [&base, &base2] {
+        let r = ire_train::sharpness::measure::<B>(run, None, settings, &devices(1)[0]).unwrap();
+        ire_train::sharpness::append_record(run, &r).unwrap();
+    }
     let groups = load_groups(&[&base, &cand, &base2]).unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(
@@ -201,7 +212,8 @@ fn compare_draws_charts_and_reports_the_speedup() {
     );
     let out = tmp.path().join("charts");
     let files = draw(&groups, &out).unwrap();
-    assert_eq!(files.len(), 6);
+    assert_eq!(files.len(), 8);
+    assert!(files[6].ends_with("sharpness_vs_steps.png"));
     for f in &files {
         assert!(
             std::fs::metadata(f).unwrap().len() > 1000,
@@ -240,11 +252,13 @@ fn compare_draws_charts_and_reports_the_speedup() {
         name: "b".into(),
         train: vec![],
         val: vec![line(20, 3.0), line(100, 2.0)],
+        sharpness: vec![],
     };
     let a = RunCurves {
         name: "a".into(),
         train: vec![],
         val: vec![line(20, 2.5), line(40, 1.99), line(60, 1.9)],
+        sharpness: vec![],
     };
     assert_eq!(speedup(&b, &a), Some((40, 2.5)));
     assert_eq!(speedup(&a, &b), None);
