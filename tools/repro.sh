@@ -9,12 +9,15 @@
 #              value out (×2 or ÷2), so each optimizer's best is bracketed;
 #   2. seeds   at each optimizer's own best lr: seeds 2 and 3 (seed 1 is the sweep run);
 #              AdamW(2T) at AdamW's best lr; AdmIRE with kappa = 2 at AdmIRE's best lr;
-#   3. report  `ire compare` (seed groups, speed-ups) and `ire sharpness` along the checkpoints, into
-#              docs/results/ (small files only: metrics, charts, tables; never checkpoints).
+#   3. report  `ire sharpness` along the best-lr runs' checkpoints, `ire compare` (seed groups,
+#              speed-ups vs AdamW(T) and AdamW(2T), sharpness) into docs/results/ (small files only:
+#              metrics, charts, tables; never checkpoints). `tools/repro.sh report` reports whatever
+#              has finished so far.
 # An interrupted run is resumed from its newest checkpoint (`ire train --resume`); a run directory without a
 # checkpoint is started again. Each run's log is RUN.log next to its directory.
 #
 # Environment: IRE (the binary; default: build target/release/ire), REPRO_DIR (default runs/repro),
+# REPRO_RESULTS (default docs/results), REPRO_T and REPRO_SHARPNESS (only to smoke-test this script),
 # REPRO_JOBS runs at once (default 2) with REPRO_THREADS threads each (default 1): on 2 cores two 1-thread runs
 # give 1.2× the tokens/s of one 2-thread run (measured, docs/results.md).
 set -euo pipefail
@@ -161,15 +164,59 @@ status() {
     for d in "$OUT"/*/; do
         d=${d%/}
         local total
-        total=$(sed -n 's/^total = \([0-9]*\).*/\1/p' "$d/config.toml" 2>/dev/null | head -1)
+        total=$(sed -n 's/^total = \([0-9]*\).*/\1/p' "$d/config.toml" 2>/dev/null | head -1 || true)
         if finished "$d" "${total:-0}"; then s=done; elif compgen -G "$d/checkpoints/step-*" >/dev/null; then s=partial; else s=started; fi
         printf '%-28s %-8s val %s\n' "${d##*/}" "$s" "$(final_val "$d")"
     done
 }
 
+# The finished ones of the given run directories.
+done_runs() {
+    local d total
+    for d in "$@"; do
+        [[ -d $d ]] || continue
+        total=$(sed -n 's/^total = \([0-9]*\).*/\1/p' "$d/config.toml" 2>/dev/null | head -1 || true)
+        if [[ -n $total ]] && finished "$d" "$total" && [[ ! -f $d/DIVERGED ]]; then echo "$d"; fi
+    done
+}
+
+# Sharpness (ire sharpness, default settings) of run RUN: every checkpoint with --all, else the last.
+sharp() {
+    # shellcheck disable=SC2086  # REPRO_SHARPNESS: extra flags, e.g. "--probes 2" for a smoke test
+    "$IRE" sharpness "$@" ${REPRO_SHARPNESS:-} 2>>"$OUT/sharpness.log" | tee -a "$OUT/sharpness.txt"
+}
+
+# Tables and charts of whatever has finished, into $RESULTS (rerun as more runs finish).
 report() {
-    [[ -x tools/repro-report.sh ]] && tools/repro-report.sh "$OUT" "$RESULTS"
-    return 0
+    local a m
+    a=$(best_lr adamw)
+    m=$(best_lr admire)
+    [[ -n $a && -n $m ]] || { echo "[repro] no finished sweep runs to report" >&2; exit 1; }
+    mkdir -p "$RESULTS"
+    local sweep_runs best cross
+    mapfile -t sweep_runs < <(done_runs $(for o in adamw admire; do grid "$o" | sed "s#^#$OUT/$o-lr#; s#\$#-s1#"; done))
+    mapfile -t best < <(done_runs "$OUT/adamw-lr$a"-s* "$OUT/admire-lr$m"-s* "$OUT/admire-k2-lr$m-s1")
+    cross=()
+    if [[ $a != "$m" ]]; then mapfile -t cross < <(done_runs "$OUT/adamw-lr$m-s1" "$OUT/admire-lr$a-s1"); fi
+    # Sharpness: along training for seed 1 of each best lr, at the end for the rest.
+    for d in $(done_runs "$OUT/adamw-lr$a-s1" "$OUT/admire-lr$m-s1"); do sharp "$d" --all; done
+    for d in "${best[@]}" $(done_runs "$OUT/adamw-2T-lr$a-s1"); do sharp "$d"; done
+    echo "[repro] best lr_max: adamw $a, admire $m" | tee "$RESULTS/best-lr.txt"
+    "$IRE" compare --no-group "${sweep_runs[@]}" --out "$RESULTS/sweep" >/dev/null
+    "$IRE" compare "${best[@]}" "${cross[@]}" $(done_runs "$OUT/adamw-2T-lr$a-s1") --out "$RESULTS/main" >/dev/null
+    local two_t
+    two_t=$(done_runs "$OUT/adamw-2T-lr$a-s1")
+    if [[ -n $two_t ]]; then
+        "$IRE" compare "$two_t" $(done_runs "$OUT/admire-lr$m"-s*) --out "$RESULTS/vs-2T" >/dev/null
+    fi
+    # The runs' small files (never checkpoints).
+    for d in $(done_runs "$OUT"/*/); do
+        d=${d%/}
+        mkdir -p "$RESULTS/runs/${d##*/}"
+        cp "$d/metrics.jsonl" "$d/config.toml" "$RESULTS/runs/${d##*/}/"
+        [[ -f $d/sharpness.jsonl ]] && cp "$d/sharpness.jsonl" "$RESULTS/runs/${d##*/}/"
+    done
+    echo "[repro] report in $RESULTS: sweep/table.md, main/table.md${two_t:+, vs-2T/table.md}"
 }
 
 mkdir -p "$OUT"
