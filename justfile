@@ -18,6 +18,10 @@ compare:
     cargo run --release -- train --config configs/tiny-admire.toml
     cargo run --release -- compare runs/tiny-adamw runs/tiny-admire --out runs/compare
 
+# The AdmIRE vs AdamW study of docs/results.md (resumable: rerun to continue; `tools/repro.sh status`).
+repro *ARGS:
+    tools/repro.sh {{ARGS}}
+
 # Check that the CUDA backend compiles (no GPU needed).
 check-cuda:
     CUDARC_CUDA_VERSION=13000 cargo check -p ire-cli --features cuda
