@@ -447,3 +447,25 @@ fn a_failure_on_one_of_two_devices_exits_with_its_error() {
         assert!(err.contains(expect), "{fault}: {err}");
     }
 }
+
+#[test]
+fn every_paper_config_fits_an_80_gb_gpu_by_the_memory_plan() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo.join("configs/paper")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = ok(&ire(&["memory", "--config", path.to_str().unwrap()], tmp.path()));
+        assert!(
+            out.contains("expected peak") && out.contains("  fits a 80 GB device"),
+            "{out}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 9);
+    // The 229M OpenWebText config at micro-batch 64 would not (its scores alone are ~96 GiB).
+    let owt = repo.join("configs/paper/owt-229m-admire-50k.toml");
+    let args = ["memory", "--config", owt.to_str().unwrap(), "--set", "batch.micro_batch=64"];
+    let out = ok(&ire(&args, tmp.path()));
+    assert!(out.contains("does not fit a 80 GB device"), "{out}");
+}

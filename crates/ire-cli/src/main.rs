@@ -29,6 +29,8 @@ enum Command {
     Prepare(cmd::prepare::Args),
     /// Plot runs' loss curves and print the speed-up table.
     Compare(cmd::compare::Args),
+    /// A config's expected peak memory per device, from the shapes.
+    Memory(cmd::memory::Args),
     /// Export a run's checkpoint as a Hugging Face folder.
     Export(cmd::export::Args),
     /// Continue a prompt with a trained model (cached decoding, seeded sampling).
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Prepare(args) => cmd::prepare::run(args),
         Command::Compare(args) => cmd::compare::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Memory(args) => cmd::memory::run(args),
         Command::Sample(args) => cmd::sample::run(args),
         Command::Sharpness(args) => cmd::sharpness::run(args),
         Command::Toy(args) => cmd::toy::run(args),

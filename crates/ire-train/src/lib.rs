@@ -10,7 +10,7 @@
 //!   ([`resume`]), signal handling ([`signals`]); `docs/reliability.md` has the table.
 //! - [`compare`]: loss curves and the paper's speed-up table; [`groups`]: seeds of one config
 //!   as one curve with a band, speed-ups per seed and aggregated; [`export`]: HF folders;
-//!   [`sharpness`]: Tr(∇²L) and λ_max of a checkpoint.
+//!   [`sharpness`]: Tr(∇²L) and λ_max of a checkpoint; [`memory`]: the expected peak per device.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -21,6 +21,7 @@ mod error;
 pub mod export;
 pub mod fault;
 pub mod groups;
+pub mod memory;
 pub mod metrics;
 mod rank_loop;
 pub mod resume;
@@ -34,4 +35,4 @@ pub use config::{
 };
 pub use error::TrainError;
 pub use rank_loop::evaluate;
-pub use trainer::{train, TrainOptions, TrainSummary};
+pub use trainer::{memory_plan, train, TrainOptions, TrainSummary};

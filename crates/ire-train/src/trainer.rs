@@ -14,6 +14,7 @@ use ire_optim::{FusedUpdate, Schedule};
 use crate::checkpoint::{self, TrainerState};
 use crate::dp::{self, Rank};
 use crate::fault::Fault;
+use crate::memory::MemoryPlan;
 use crate::rank_loop::rank_loop;
 use crate::{resume, RunConfig, TrainError};
 
@@ -120,6 +121,7 @@ where
         }
     };
     log_run(&cfg, &model_cfg, devices.len(), seq_len);
+    log_memory(&cfg, &model_cfg);
 
     let ctx = Arc::new(Ctx {
         schedule: cfg.schedule.build()?,
@@ -167,6 +169,33 @@ fn starting_point(
     let saved = RunConfig::load(&dir.join(checkpoint::RUN_CONFIG_FILE), &[])?;
     resume::check_compatible(&dir, &saved, cfg, &opts.allow_changes)?;
     Ok(Some((dir, state)))
+}
+
+/// The run's memory plan for one device (see [`crate::memory`]).
+pub fn memory_plan(cfg: &RunConfig, model_cfg: &LlamaConfig) -> MemoryPlan {
+    let seq_len = cfg.seq_len(model_cfg);
+    let admire = cfg.optim.name == ire_optim::OptimName::Admire;
+    let b = &cfg.batch;
+    MemoryPlan::new(model_cfg, b.micro_batch, seq_len, b.grad_accum, admire)
+}
+
+/// Logs the memory plan; on CPU (where every device shares the RAM) warns when the replicas'
+/// peak does not fit in the available memory.
+fn log_memory(cfg: &RunConfig, model_cfg: &LlamaConfig) {
+    let plan = memory_plan(cfg, model_cfg);
+    tracing::info!("{plan}");
+    let cpu = cfg.run.devices.iter().all(|d| d == "cpu");
+    let replicas = cfg.run.devices.len() as u64;
+    match crate::memory::cpu_available() {
+        Some(free) if cpu && !plan.fits(free / replicas.max(1)) => tracing::warn!(
+            "{} replica(s) need about {:.1} GiB, {:.1} GiB are available: the run may be killed \
+             for memory; lower batch.micro_batch (and raise batch.grad_accum to keep the global batch)",
+            replicas,
+            (plan.total() * replicas) as f64 / (1u64 << 30) as f64,
+            free as f64 / (1u64 << 30) as f64
+        ),
+        _ => {}
+    }
 }
 
 fn log_run(cfg: &RunConfig, model_cfg: &LlamaConfig, world: usize, seq_len: usize) {

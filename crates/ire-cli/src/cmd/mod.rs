@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod export;
 pub mod init;
+pub mod memory;
 pub mod prepare;
 pub mod sample;
 pub mod score;
