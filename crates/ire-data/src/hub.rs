@@ -180,6 +180,25 @@ pub struct RepoListing {
     pub remote: BTreeMap<String, RemoteFile>,
 }
 
+impl RepoListing {
+    /// The error for `missing` files of this listing (the first few named, all counted), with
+    /// an `hf download` command including `include`.
+    pub(crate) fn incomplete(&self, missing: &[String], include: &[String]) -> DataError {
+        let repo = &self.repo;
+        DataError::IncompleteSource {
+            source_name: format!("{}@{} ({})", repo.id, repo.revision, self.commit),
+            count: missing.len(),
+            missing: missing
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            command: repo.download_command(include),
+        }
+    }
+}
+
 /// What the hub says about one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {

@@ -126,20 +126,9 @@ pub fn check_cached_complete(
                 .get(name)
                 .is_some_and(|r| blobs.join(&r.blob).is_file())
     };
-    let missing: Vec<&String> = names.iter().filter(|n| !present(n)).collect();
-    if missing.is_empty() {
-        return Ok(());
+    let missing: Vec<String> = names.iter().filter(|n| !present(n)).cloned().collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(listing.incomplete(&missing, &missing)),
     }
-    let repo = &listing.repo;
-    Err(DataError::IncompleteSource {
-        source_name: format!("{}@{} ({})", repo.id, repo.revision, listing.commit),
-        count: missing.len(),
-        missing: missing
-            .iter()
-            .take(5)
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        command: repo.download_command(&missing.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-    })
 }

@@ -224,21 +224,9 @@ pub fn check_numbered_complete(listing: &RepoListing, names: &[String]) -> Resul
     if missing.is_empty() {
         return Ok(());
     }
-    let repo = &listing.repo;
     let mut patterns: Vec<String> = groups.keys().map(|(p, _, _)| format!("{p}-*")).collect();
     patterns.dedup();
-    Err(DataError::IncompleteSource {
-        source_name: format!("{}@{} ({})", repo.id, repo.revision, listing.commit),
-        count: missing.len(),
-        // A handful of names; the count says how many in all.
-        missing: missing
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", "),
-        command: repo.download_command(&patterns),
-    })
+    Err(listing.incomplete(&missing, &patterns))
 }
 
 fn hub_file(

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::groups::{GroupPoint, RunGroup};
@@ -248,13 +249,7 @@ fn draw_sharpness<DB: DrawingBackend>(
             )
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(err)?;
-    area.present().map_err(err)
+    finish(chart, &area)
 }
 
 fn draw_chart<DB: DrawingBackend>(
@@ -346,6 +341,17 @@ fn draw_chart<DB: DrawingBackend>(
             )
             .map_err(err)?;
     }
+    finish(chart, &area)
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws the legend and writes the chart out.
+fn finish<'a, DB: DrawingBackend + 'a>(
+    mut chart: Chart<'a, DB>,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     chart
         .configure_series_labels()
         .border_style(BLACK)
