@@ -14,7 +14,9 @@
 #              metrics, charts, tables; never checkpoints). `tools/repro.sh report` reports whatever
 #              has finished so far.
 # An interrupted run is resumed from its newest checkpoint (`ire train --resume`); a run directory without a
-# checkpoint is started again. Each run's log is RUN.log next to its directory.
+# checkpoint is started again. Each run's log is RUN.log next to its directory. A finished run gets
+# `ire sharpness --all` at once and its small files are copied to docs/results/runs/NAME (commit them):
+# on a fresh clone those runs are restored from there instead of trained again.
 #
 # Environment: IRE (the binary; default: build target/release/ire), REPRO_DIR (default runs/repro),
 # REPRO_RESULTS (default docs/results), REPRO_T and REPRO_SHARPNESS (only to smoke-test this script),
@@ -34,7 +36,7 @@ if [[ -z "${IRE:-}" ]]; then
     cargo build --release --quiet
     IRE=target/release/ire
 fi
-export IRE OUT THREADS T
+export IRE OUT THREADS T RESULTS
 
 # Final validation loss of a run, or "inf" when it has none (or a non-finite one).
 final_val() {
@@ -47,7 +49,39 @@ final_val() {
 # on a non-finite loss; rerunning would diverge again at the same step).
 finished() {
     local dir="$1" total="$2"
-    [[ -d "$dir/checkpoints/$(printf 'step-%06d' "$total")" || -f "$dir/DIVERGED" ]]
+    [[ -d "$dir/checkpoints/$(printf 'step-%06d' "$total")" || -f "$dir/DIVERGED" || -f "$dir/RESTORED" ]]
+}
+
+# Copies a finished run's small files (metrics, config, sharpness; never checkpoints) to
+# $RESULTS/runs/NAME, so that a fresh clone knows the run is done (see restore).
+publish() {
+    local dir="$1" to="$RESULTS/runs/${1##*/}" f
+    mkdir -p "$to"
+    for f in metrics.jsonl config.toml sharpness.jsonl DIVERGED; do
+        [[ -f $dir/$f ]] && cp "$dir/$f" "$to/"
+    done
+    touch "$to/DONE"
+}
+
+# A run published by an earlier session (on another machine) but absent here: its directory is
+# rebuilt from the published files and marked RESTORED (no checkpoints; not measured again).
+restore() {
+    local dir="$1" from="$RESULTS/runs/${1##*/}" f
+    [[ -f $from/DONE && ! -e $dir ]] || return 1
+    mkdir -p "$dir"
+    for f in metrics.jsonl config.toml sharpness.jsonl DIVERGED; do
+        [[ -f $from/$f ]] && cp "$from/$f" "$dir/"
+    done
+    touch "$dir/RESTORED"
+    echo "[repro] restored ${dir##*/} from $from"
+}
+
+# Sharpness (ire sharpness, default settings; measured steps are skipped) of a run with
+# checkpoints: every checkpoint with --all, else the last.
+sharp() {
+    [[ -f $1/RESTORED || -f $1/DIVERGED ]] && return 0
+    # shellcheck disable=SC2086  # REPRO_SHARPNESS: extra flags, e.g. "--probes 2" for a smoke test
+    "$IRE" sharpness "$@" ${REPRO_SHARPNESS:-} 2>>"$OUT/sharpness.log" | tee -a "$OUT/sharpness.txt"
 }
 
 # run_one NAME CONFIG TOTAL [--set K=V ...]: train NAME to the end, resuming it when it has a checkpoint.
@@ -55,6 +89,7 @@ run_one() {
     local name="$1" config="$2" total="$3"
     shift 3
     local dir="$OUT/$name"
+    restore "$dir" || true
     if finished "$dir" "$total"; then
         return 0
     fi
@@ -71,12 +106,16 @@ run_one() {
     if [[ $status != 0 ]] && grep -q "non-finite .* at step" "$dir.log"; then
         grep "non-finite .* at step" "$dir.log" | tail -1 >"$dir/DIVERGED"
         echo "[repro] diverged $name: $(cat "$dir/DIVERGED")"
+        publish "$dir"
         return 0
     fi
     finished "$dir" "$total" || { echo "[repro] $name did not finish: see $dir.log" >&2; return 1; }
     echo "[repro] done   $name  val $(final_val "$dir")"
+    # Sharpness along its checkpoints now, while they are here; then the small files are kept.
+    sharp "$dir" --all >/dev/null
+    publish "$dir"
 }
-export -f run_one finished final_val
+export -f run_one finished final_val publish restore sharp
 
 # Runs the job lines on stdin (NAME CONFIG TOTAL SETS...), JOBS at a time.
 run_all() {
@@ -180,12 +219,6 @@ done_runs() {
     done
 }
 
-# Sharpness (ire sharpness, default settings) of run RUN: every checkpoint with --all, else the last.
-sharp() {
-    # shellcheck disable=SC2086  # REPRO_SHARPNESS: extra flags, e.g. "--probes 2" for a smoke test
-    "$IRE" sharpness "$@" ${REPRO_SHARPNESS:-} 2>>"$OUT/sharpness.log" | tee -a "$OUT/sharpness.txt"
-}
-
 # Tables and charts of whatever has finished, into $RESULTS (rerun as more runs finish).
 report() {
     local a m
@@ -209,13 +242,8 @@ report() {
     if [[ -n $two_t ]]; then
         "$IRE" compare "$two_t" $(done_runs "$OUT/admire-lr$m"-s*) --out "$RESULTS/vs-2T" >/dev/null
     fi
-    # The runs' small files (never checkpoints).
-    for d in $(done_runs "$OUT"/*/); do
-        d=${d%/}
-        mkdir -p "$RESULTS/runs/${d##*/}"
-        cp "$d/metrics.jsonl" "$d/config.toml" "$RESULTS/runs/${d##*/}/"
-        [[ -f $d/sharpness.jsonl ]] && cp "$d/sharpness.jsonl" "$RESULTS/runs/${d##*/}/"
-    done
+    # The runs' small files (never checkpoints), with the sharpness measured above.
+    for d in $(done_runs "$OUT"/*/); do publish "${d%/}"; done
     echo "[repro] report in $RESULTS: sweep/table.md, main/table.md${two_t:+, vs-2T/table.md}"
 }
 
