@@ -161,27 +161,33 @@ grid() {
     done | sort -g
 }
 
+# The sweep's next jobs for OPT: its unfinished grid runs; or, once all are finished and the best
+# lr sits at an edge of the grid, the next lr outwards (two extensions at most).
+sweep_jobs() {
+    local opt="$1" lr pending="" best lo hi
+    for lr in $(printf '%s\n' $SWEEP $(grid "$opt") | sort -u); do
+        finished "$OUT/$opt-lr$lr-s1" "$T" || pending+="$(job "$opt" "$lr" 1 "$T" "")"$'\n'
+    done
+    [[ -z $pending ]] || { printf '%s' "$pending"; return 0; }
+    [[ $(grid "$opt" | wc -l) -lt $(($(wc -w <<<"$SWEEP") + 2)) ]] || return 0
+    best=$(best_lr "$opt")
+    lo=$(grid "$opt" | head -1)
+    hi=$(grid "$opt" | tail -1)
+    if [[ $best == "$hi" ]]; then
+        job "$opt" "$(awk -v x="$hi" 'BEGIN { printf "%g", 2 * x }')" 1 "$T" ""
+    elif [[ $best == "$lo" ]]; then
+        job "$opt" "$(awk -v x="$lo" 'BEGIN { printf "%g", x / 2 }')" 1 "$T" ""
+    fi
+}
+
+# Rounds of jobs until neither optimizer has one left: an optimizer's extension starts as soon
+# as its own grid is done, beside the other's runs.
 sweep() {
-    for opt in adamw admire; do
-        for lr in $SWEEP; do job "$opt" "$lr" 1 "$T" ""; done
-    done | run_all
-    # Bracket each optimizer's best: up to two extensions outwards.
-    for _ in 1 2; do
-        local jobs=""
-        for opt in adamw admire; do
-            local best lo hi
-            best=$(best_lr "$opt")
-            [[ -n $best ]] || { echo "[repro] no finished $opt sweep run" >&2; exit 1; }
-            lo=$(grid "$opt" | head -1)
-            hi=$(grid "$opt" | tail -1)
-            if [[ $best == "$hi" ]]; then
-                jobs+="$(job "$opt" "$(awk -v x="$hi" 'BEGIN { printf "%g", 2 * x }')" 1 "$T" "")"$'\n'
-            elif [[ $best == "$lo" ]]; then
-                jobs+="$(job "$opt" "$(awk -v x="$lo" 'BEGIN { printf "%g", x / 2 }')" 1 "$T" "")"$'\n'
-            fi
-        done
-        [[ -z $jobs ]] && break
-        printf '%s' "$jobs" | run_all
+    local jobs
+    for _ in 1 2 3 4 5 6; do
+        jobs=$(sweep_jobs adamw; sweep_jobs admire)
+        [[ -z $jobs ]] && return 0
+        printf '%s\n' "$jobs" | run_all
     done
 }
 
@@ -250,6 +256,10 @@ report() {
 }
 
 mkdir -p "$OUT"
+# Runs published by an earlier session on another machine count as finished here.
+for published in "$RESULTS"/runs/*/; do
+    [[ -d $published ]] && { restore "$OUT/$(basename "$published")" || true; }
+done
 case "${1:-all}" in
     status) status ;;
     sweep) sweep ;;
