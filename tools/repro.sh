@@ -3,6 +3,7 @@
 #
 #   tools/repro.sh            # run (or continue) every stage; finished runs are skipped
 #   tools/repro.sh status     # one line per run: done / partial / missing, with its final val loss
+#   tools/repro.sh publish    # copy finished runs' small files to docs/results/runs (before a session ends)
 #
 # Stages (configs/repro/{adamw,admire}.toml, T = 1000 steps):
 #   1. sweep   lr_max in SWEEP for each optimizer, seed 1; a best lr at the edge of the grid adds the next
@@ -265,10 +266,11 @@ case "${1:-all}" in
     sweep) sweep ;;
     seeds) seeds ;;
     report) report ;;
+    publish) for d in $(done_runs "$OUT"/*/); do [[ -f ${d%/}/RESTORED ]] || publish "${d%/}"; done ;;
     all)
         sweep
         seeds
         report
         ;;
-    *) echo "usage: tools/repro.sh [all|sweep|seeds|report|status]" >&2; exit 2 ;;
+    *) echo "usage: tools/repro.sh [all|sweep|seeds|report|status|publish]" >&2; exit 2 ;;
 esac
