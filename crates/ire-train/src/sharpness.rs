@@ -130,10 +130,18 @@ impl<B: AutodiffBackend + IreOps> FlatLoss<B> {
             .collect()
     }
 
-    /// Mean validation loss at `theta` and its gradient (same layout).
-    pub fn eval(&self, theta: &[f64]) -> (f64, Vec<f64>) {
+    /// Mean validation loss at `theta` and its gradient (same layout); `theta` must have one
+    /// value per parameter.
+    pub fn eval(&self, theta: &[f64]) -> Result<(f64, Vec<f64>), OptimError> {
+        let n: usize = self.layout.iter().map(|(_, len)| len).sum();
+        if theta.len() != n {
+            return Err(OptimError::Sharpness(format!(
+                "{} parameter values given, the model has {n}",
+                theta.len()
+            )));
+        }
         let m = with_values(self.model.clone(), &self.layout, theta);
-        loss_and_grad(&m, &self.val, self.micro, &self.device)
+        Ok(loss_and_grad(&m, &self.val, self.micro, &self.device))
     }
 }
 
@@ -147,8 +155,8 @@ pub fn measure<B: AutodiffBackend + IreOps>(
     let t0 = Instant::now();
     let (step, f) = FlatLoss::<B>::load(run_dir, step, settings.windows, device)?;
     let theta = f.theta();
-    let at_theta = f.eval(&theta).0;
-    let mut grad = |t: &[f64]| -> Result<Vec<f64>, OptimError> { Ok(f.eval(t).1) };
+    let at_theta = f.eval(&theta)?.0;
+    let mut grad = |t: &[f64]| -> Result<Vec<f64>, OptimError> { Ok(f.eval(t)?.1) };
     let eps = default_step(&theta);
     let how = |seed| Probing { eps, seed };
     let trace = hutchinson_trace(&mut grad, &theta, settings.probes, how(settings.seed))?;

@@ -33,7 +33,11 @@ fn the_flat_loss_and_its_hessian_products_are_consistent() {
     let (step, f) = FlatLoss::<common::B>::load(&run, None, 4, &dev).unwrap();
     assert_eq!(step, 4);
     let theta = f.theta();
-    let (loss, g) = f.eval(&theta);
+    let (loss, g) = f.eval(&theta).unwrap();
+    assert!(
+        f.eval(&theta[1..]).is_err(),
+        "a θ of the wrong length is an error"
+    );
     assert_eq!(g.len(), theta.len());
     assert!(
         loss.is_finite() && loss > 0.0 && loss < (384f64).ln() + 0.5,
@@ -47,7 +51,7 @@ fn the_flat_loss_and_its_hessian_products_are_consistent() {
     let h = 1e-2;
     let at = |s: f64| -> f64 {
         let t: Vec<f64> = theta.iter().zip(&u).map(|(t, d)| t + s * d).collect();
-        f.eval(&t).0
+        f.eval(&t).unwrap().0
     };
     let slope = (at(h) - at(-h)) / (2.0 * h);
     assert!(
@@ -56,7 +60,7 @@ fn the_flat_loss_and_its_hessian_products_are_consistent() {
     );
 
     // H is symmetric: vᵀ(Hw) = wᵀ(Hv) for random ±1 vectors.
-    let mut grad = |t: &[f64]| -> Result<Vec<f64>, ire_optim::OptimError> { Ok(f.eval(t).1) };
+    let mut grad = |t: &[f64]| -> Result<Vec<f64>, ire_optim::OptimError> { Ok(f.eval(t)?.1) };
     let eps = default_step(&theta);
     let sign = |i: usize, k: usize| {
         if (i * 2654435761 + k * 40503) % 7 < 3 {
