@@ -455,7 +455,10 @@ fn every_paper_config_fits_an_80_gb_gpu_by_the_memory_plan() {
     let mut seen = 0;
     for entry in std::fs::read_dir(repo.join("configs/paper")).unwrap() {
         let path = entry.unwrap().path();
-        let out = ok(&ire(&["memory", "--config", path.to_str().unwrap()], tmp.path()));
+        let out = ok(&ire(
+            &["memory", "--config", path.to_str().unwrap()],
+            tmp.path(),
+        ));
         assert!(
             out.contains("expected peak") && out.contains("  fits a 80 GB device"),
             "{out}"
@@ -465,7 +468,13 @@ fn every_paper_config_fits_an_80_gb_gpu_by_the_memory_plan() {
     assert!(seen >= 9);
     // The 229M OpenWebText config at micro-batch 64 would not (its scores alone are ~96 GiB).
     let owt = repo.join("configs/paper/owt-229m-admire-50k.toml");
-    let args = ["memory", "--config", owt.to_str().unwrap(), "--set", "batch.micro_batch=64"];
+    let args = [
+        "memory",
+        "--config",
+        owt.to_str().unwrap(),
+        "--set",
+        "batch.micro_batch=64",
+    ];
     let out = ok(&ire(&args, tmp.path()));
     assert!(out.contains("does not fit a 80 GB device"), "{out}");
 }
