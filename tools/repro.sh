@@ -212,10 +212,15 @@ status() {
     for d in "$OUT"/*/; do
         d=${d%/}
         local total
-        total=$(sed -n 's/^total = \([0-9]*\).*/\1/p' "$d/config.toml" 2>/dev/null | head -1 || true)
+        total=$(run_total "$d")
         if finished "$d" "${total:-0}"; then s=done; elif compgen -G "$d/checkpoints/step-*" >/dev/null; then s=partial; else s=started; fi
         printf '%-28s %-8s val %s\n' "${d##*/}" "$s" "$(final_val "$d")"
     done
+}
+
+# schedule.total of run directory $1 (empty when it has no config.toml).
+run_total() {
+    sed -n 's/^total = \([0-9]*\).*/\1/p' "$1/config.toml" 2>/dev/null | head -1 || true
 }
 
 # The finished ones of the given run directories.
@@ -223,7 +228,7 @@ done_runs() {
     local d total
     for d in "$@"; do
         [[ -d $d ]] || continue
-        total=$(sed -n 's/^total = \([0-9]*\).*/\1/p' "$d/config.toml" 2>/dev/null | head -1 || true)
+        total=$(run_total "$d")
         if [[ -n $total ]] && finished "$d" "$total" && [[ ! -f $d/DIVERGED ]]; then echo "$d"; fi
     done
 }

@@ -76,8 +76,18 @@ impl RunCurves {
 /// ≤ baseline's final val loss, baseline total steps / that step)`; `None` if never reached.
 pub fn speedup(baseline: &RunCurves, candidate: &RunCurves) -> Option<(usize, f64)> {
     let target = baseline.final_val()?;
-    let hit = candidate.val.iter().find(|l| l.loss <= target)?;
-    Some((hit.step, baseline.total_steps() as f64 / hit.step as f64))
+    let curve = candidate.val.iter().map(|l| (l.step, l.loss));
+    first_reach(curve, target, baseline.total_steps())
+}
+
+/// The first `(step, loss)` of `curve` with loss ≤ `target`, and `baseline_steps / step`.
+pub(crate) fn first_reach(
+    mut curve: impl Iterator<Item = (usize, f64)>,
+    target: f64,
+    baseline_steps: usize,
+) -> Option<(usize, f64)> {
+    let (step, _) = curve.find(|&(_, loss)| loss <= target)?;
+    Some((step, baseline_steps as f64 / step.max(1) as f64))
 }
 
 /// The x axis of a chart.

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::compare::RunCurves;
+use crate::compare::{first_reach, RunCurves};
 use crate::sharpness::SharpnessRecord;
 use crate::TrainError;
 
@@ -200,19 +200,14 @@ fn curve(series: Vec<&[crate::metrics::MetricLine]>) -> Vec<GroupPoint> {
 /// has no final validation loss.
 pub fn group_speedup(baseline: &RunGroup, candidate: &RunGroup) -> Option<GroupSpeedup> {
     let target = baseline.final_val()?.mean;
-    let steps = baseline.total_steps() as f64;
-    let reach = |mut curve: Box<dyn Iterator<Item = (usize, f64)> + '_>| {
-        curve
-            .find(|&(_, loss)| loss <= target)
-            .map(|(step, _)| (step, steps / step.max(1) as f64))
-    };
+    let steps = baseline.total_steps();
     let per_seed = candidate
         .runs
         .iter()
-        .map(|r| reach(Box::new(r.val.iter().map(|l| (l.step, l.loss)))))
+        .map(|r| first_reach(r.val.iter().map(|l| (l.step, l.loss)), target, steps))
         .collect();
     let mean = candidate.val_curve();
-    let mean_curve = reach(Box::new(mean.iter().map(|p| (p.step, p.loss.mean))));
+    let mean_curve = first_reach(mean.iter().map(|p| (p.step, p.loss.mean)), target, steps);
     Some(GroupSpeedup {
         target,
         per_seed,
