@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # The AdmIRE vs AdamW study of docs/results.md, in one resumable command.
 #
-#   tools/repro.sh            # run (or continue) every stage; finished runs are skipped
+#   tools/repro.sh            # run (or continue) the study, then report; finished runs are skipped
 #   tools/repro.sh status     # one line per run: done / partial / missing, with its final val loss
+#   tools/repro.sh report     # sharpness, tables and charts of whatever has finished so far
 #   tools/repro.sh publish    # copy finished runs' small files to docs/results/runs (before a session ends)
 #
-# Stages (configs/repro/{adamw,admire}.toml, T = 1000 steps):
-#   1. sweep   lr_max in SWEEP for each optimizer, seed 1; a best lr at the edge of the grid adds the next
-#              value out (×2 or ÷2), so each optimizer's best is bracketed;
-#   2. seeds   at each optimizer's own best lr: seeds 2 and 3 (seed 1 is the sweep run);
-#              AdamW(2T) at AdamW's best lr; AdmIRE with kappa = 2 at AdmIRE's best lr;
-#   3. report  `ire sharpness` along the best-lr runs' checkpoints, `ire compare` (seed groups,
-#              speed-ups vs AdamW(T) and AdamW(2T), sharpness) into docs/results/ (small files only:
-#              metrics, charts, tables; never checkpoints). `tools/repro.sh report` reports whatever
-#              has finished so far.
+# The runs (configs/repro/{adamw,admire}.toml, T = 1000 steps), started by one queue (`schedule`):
+#   sweep   lr_max in SWEEP for each optimizer, seed 1; a best lr at the edge of the grid adds the next
+#           value out (×2 or ÷2), so each optimizer's best is bracketed;
+#   best lr as soon as an optimizer's own sweep is over, at its best lr: AdamW(2T) (AdamW), seeds 2
+#           and 3 (seed 1 is the sweep run), AdmIRE with kappa = 2 (AdmIRE);
+#   report  `ire sharpness` along the best-lr runs' checkpoints, `ire compare` (seed groups,
+#           speed-ups vs AdamW(T) and AdamW(2T), sharpness) into docs/results/ (small files only:
+#           metrics, charts, tables; never checkpoints).
 # An interrupted run is resumed from its newest checkpoint (`ire train --resume`); a run directory without a
 # checkpoint is started again. Each run's log is RUN.log next to its directory. A finished run gets
-# `ire sharpness --all` at once and its small files are copied to docs/results/runs/NAME (commit them):
-# on a fresh clone those runs are restored from there instead of trained again.
+# `ire sharpness` at once (every checkpoint for seed 1 at T, the last for the others) and its small files are
+# copied to docs/results/runs/NAME (commit them): on a fresh clone those runs are restored from there
+# instead of trained again.
 #
 # Environment: IRE (the binary; default: build target/release/ire), REPRO_DIR (default runs/repro),
 # REPRO_RESULTS (default docs/results), REPRO_T and REPRO_SHARPNESS (only to smoke-test this script),
@@ -79,10 +80,15 @@ restore() {
 
 # Sharpness (ire sharpness, default settings; measured steps are skipped) of a run with
 # checkpoints: every checkpoint with --all, else the last.
+# sharp_finished RUN: along training for seed 1 at T (the sweep and kappa runs), at the end for the
+# other seeds and AdamW(2T) (8 checkpoints: too dear along training).
 sharp() {
     [[ -f $1/RESTORED || -f $1/DIVERGED ]] && return 0
     # shellcheck disable=SC2086  # REPRO_SHARPNESS: extra flags, e.g. "--probes 2" for a smoke test
-    "$IRE" sharpness "$@" ${REPRO_SHARPNESS:-} 2>>"$OUT/sharpness.log" | tee -a "$OUT/sharpness.txt"
+    RAYON_NUM_THREADS=$THREADS "$IRE" sharpness "$@" ${REPRO_SHARPNESS:-} 2>>"$OUT/sharpness.log" | tee -a "$OUT/sharpness.txt"
+}
+sharp_finished() {
+    if [[ $1 == *-s1 && $1 != *-2T-* ]]; then sharp "$1" --all >/dev/null; else sharp "$1" >/dev/null; fi
 }
 
 # run_one NAME CONFIG TOTAL [--set K=V ...]: train NAME to the end, resuming it when it has a checkpoint.
@@ -93,7 +99,7 @@ run_one() {
     restore "$dir" || true
     if finished "$dir" "$total"; then
         # Finished by an earlier version of this script: measured and published now.
-        [[ -f $RESULTS/runs/$name/DONE ]] || { sharp "$dir" --all >/dev/null && publish "$dir"; }
+        [[ -f $RESULTS/runs/$name/DONE ]] || { sharp_finished "$dir" && publish "$dir"; }
         return 0
     fi
     local status=0
@@ -115,17 +121,8 @@ run_one() {
     finished "$dir" "$total" || { echo "[repro] $name did not finish: see $dir.log" >&2; return 1; }
     echo "[repro] done   $name  val $(final_val "$dir")"
     # Sharpness along its checkpoints now, while they are here; then the small files are kept.
-    sharp "$dir" --all >/dev/null
+    sharp_finished "$dir"
     publish "$dir"
-}
-export -f run_one finished final_val publish restore sharp
-
-# Runs the job lines on stdin (NAME CONFIG TOTAL SETS...), JOBS at a time.
-run_all() {
-    sed 's/ *$//' | xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _ || {  # -L joins a line ending in a blank to the next
-        echo "[repro] a run failed; fix it and rerun tools/repro.sh (finished runs are kept)" >&2
-        exit 1
-    }
 }
 
 # One job line: a run of OPT (adamw|admire) at LR with SEED, for TOTAL steps, and extra sets.
@@ -163,7 +160,7 @@ grid() {
 }
 
 # The sweep's next jobs for OPT: its unfinished grid runs; or, once all are finished and the best
-# lr sits at an edge of the grid, the next lr outwards (two extensions at most).
+# lr sits at an edge of the grid, the next lr outwards (two extensions at most). Empty: OPT's sweep is over.
 sweep_jobs() {
     local opt="$1" lr pending="" best lo hi
     for lr in $(printf '%s\n' $SWEEP $(grid "$opt") | sort -u); do
@@ -181,31 +178,54 @@ sweep_jobs() {
     fi
 }
 
-# Rounds of jobs until neither optimizer has one left: an optimizer's extension starts as soon
-# as its own grid is done, beside the other's runs.
-sweep() {
-    local jobs
-    for _ in 1 2 3 4 5 6; do
-        jobs=$(sweep_jobs adamw; sweep_jobs admire)
-        [[ -z $jobs ]] && return 0
-        printf '%s\n' "$jobs" | run_all
+# Every job of the study that can be named now, most urgent first (finished and running ones
+# included; the scheduler skips them): both sweeps; then, for each optimizer whose sweep is over,
+# its runs at its own best lr: AdamW(2T) first (the longest), the seeds, AdmIRE with kappa = 2.
+plan() {
+    local a="" m="" s
+    sweep_jobs adamw
+    sweep_jobs admire
+    [[ -n $(sweep_jobs adamw) ]] || a=$(best_lr adamw)
+    [[ -n $(sweep_jobs admire) ]] || m=$(best_lr admire)
+    [[ -z $a ]] || job adamw "$a" 1 $((2 * T)) "-2T"
+    for s in $SEEDS; do
+        [[ -z $a ]] || job adamw "$a" "$s" "$T" ""
+        [[ -z $m ]] || job admire "$m" "$s" "$T" ""
     done
+    [[ -z $m ]] || job admire "$m" 1 "$T" "-k2" --set optim.kappa=2
 }
 
-seeds() {
-    local a m
-    a=$(best_lr adamw)
-    m=$(best_lr admire)
-    [[ -n $a && -n $m ]] || { echo "[repro] the sweep has not finished" >&2; exit 1; }
-    echo "[repro] best lr_max: adamw $a, admire $m"
-    {
-        job adamw "$a" 1 $((2 * T)) "-2T"
-        for s in $SEEDS; do
-            job adamw "$a" "$s" "$T" ""
-            job admire "$m" "$s" "$T" ""
+# Runs the study's jobs, JOBS at a time: whenever a slot is free, the first job of `plan` that is
+# neither finished, running nor failed starts, so an optimizer's seed runs start as soon as its own
+# sweep is over. A failed run is not retried in this call; the call then fails after the others.
+schedule() {
+    local -A running=() failed=()
+    local line next name total pid status
+    while :; do
+        while ((${#running[@]} < JOBS)); do
+            next=""
+            while read -r line; do
+                read -r name _ total _ <<<"$line"
+                [[ " ${running[*]} " == *" $name "* || -n ${failed[$name]:-} ]] && continue
+                finished "$OUT/$name" "$total" && [[ -f $RESULTS/runs/$name/DONE ]] && continue
+                next=$line
+                break
+            done < <(plan)
+            [[ -n $next ]] || break
+            # shellcheck disable=SC2086  # the job line is NAME CONFIG TOTAL --set K=V ... (no blanks in values)
+            run_one $next &
+            running[$!]=${next%% *}
         done
-        job admire "$m" 1 "$T" "-k2" --set optim.kappa=2
-    } | run_all
+        ((${#running[@]})) || break
+        status=0
+        wait -n -p pid || status=$?
+        [[ $status == 0 ]] || failed[${running[$pid]}]=1
+        unset "running[$pid]"
+    done
+    if ((${#failed[@]})); then
+        echo "[repro] failed: ${!failed[*]}; fix them and rerun tools/repro.sh (finished runs are kept)" >&2
+        exit 1
+    fi
 }
 
 status() {
@@ -268,14 +288,15 @@ for published in "$RESULTS"/runs/*/; do
 done
 case "${1:-all}" in
     status) status ;;
-    sweep) sweep ;;
-    seeds) seeds ;;
     report) report ;;
     publish) for d in $(done_runs "$OUT"/*/); do [[ -f ${d%/}/RESTORED ]] || publish "${d%/}"; done ;;
     all)
-        sweep
-        seeds
+        # The corpus once, before two runs would both try to prepare it (the second would fail on
+        # the first's lock); a no-op when it is prepared.
+        "$IRE" prepare --config configs/repro/adamw.toml >"$OUT/prepare.log" 2>&1 ||
+            { echo "[repro] ire prepare failed: see $OUT/prepare.log" >&2; exit 1; }
+        schedule
         report
         ;;
-    *) echo "usage: tools/repro.sh [all|sweep|seeds|report|status|publish]" >&2; exit 2 ;;
+    *) echo "usage: tools/repro.sh [all|report|status|publish]" >&2; exit 2 ;;
 esac
