@@ -9,6 +9,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Attention, DecoderLayer, Embedding, Linear, Llama, LlamaModel, Mlp, RmsNorm};
+use crate::precision::Precision;
 use crate::rope::RopeHost;
 use crate::{LlamaConfig, LlamaError};
 
@@ -179,6 +180,7 @@ impl<B: Backend> Llama<B> {
                 config.max_position_embeddings,
                 config.rope_theta,
             )),
+            precision: Precision::F32,
         })
     }
 }

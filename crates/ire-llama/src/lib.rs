@@ -32,6 +32,7 @@ mod init;
 mod model;
 pub mod ops;
 pub mod params;
+pub mod precision;
 mod rope;
 
 pub use checkpoint::{
@@ -42,6 +43,7 @@ pub use error::LlamaError;
 pub use init::{InitScheme, ParamKind, ParamSource, SeededInit, SplitMix64};
 pub use model::{Attention, DecoderLayer, Embedding, Linear, Llama, LlamaModel, Mlp, RmsNorm};
 pub use ops::IreOps;
+pub use precision::Precision;
 pub use rope::{RopeHost, RopeTables};
 
 /// The default CPU backend (see docs/performance.md for the flex vs ndarray measurement).

@@ -11,8 +11,10 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::module::embedding;
+use burn::tensor::DType;
 
 use crate::ops::{self, IreOps};
+use crate::precision::{cast_to, widen, Precision};
 use crate::rope::RopeTables;
 use crate::LlamaConfig;
 
@@ -24,12 +26,14 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: IreOps> Linear<B> {
-    /// `y = x Wᵀ` (one gemm over all leading dimensions; see [`ops::linear`]).
+    /// `y = x Wᵀ` (one gemm over all leading dimensions; see [`ops::linear`]), in `x`'s dtype:
+    /// the f32 weight is cast to it per use under mixed precision ([`crate::precision`]).
     ///
     /// # Shapes
     /// - x: `[..., in]` → `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        ops::linear(x, self.weight.val())
+        let w = cast_to(self.weight.val(), x.dtype());
+        ops::linear(x, w)
     }
 }
 
@@ -126,13 +130,14 @@ pub struct DecoderLayer<B: Backend> {
 }
 
 impl<B: IreOps> DecoderLayer<B> {
-    /// `x + attn(norm(x))`, then `x + mlp(norm(x))`.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &RopeTables<B>) -> Tensor<B, 3> {
-        let x = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rope);
-        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    /// `x + attn(norm(x))`, then `x + mlp(norm(x))`. The residual stream `x` and the norms stay
+    /// in `x`'s dtype; attention and the MLP compute in `compute` (a no-op cast when equal).
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &RopeTables<B>, compute: DType) -> Tensor<B, 3> {
+        let dtype = x.dtype();
+        let h = cast_to(self.input_layernorm.forward(x.clone()), compute);
+        let x = x + cast_to(self.self_attn.forward(h, rope), dtype);
+        let h = cast_to(self.post_attention_layernorm.forward(x.clone()), compute);
+        x + cast_to(self.mlp.forward(h), dtype)
     }
 }
 
@@ -160,9 +165,27 @@ pub struct Llama<B: Backend> {
     /// Host copy of the RoPE cos/sin tables for `max_position_embeddings` positions.
     #[module(skip)]
     pub rope: Arc<crate::rope::RopeHost>,
+    /// The dtype of the matmuls ([`crate::precision`]); parameters are f32 either way.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: IreOps> Llama<B> {
+    /// The same model computing in `precision` (parameters untouched).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The dtype of the matmuls for activations of `dtype`: the model's compute dtype when the
+    /// activations are f32, else theirs (f64 in the finite-difference tests stays f64).
+    fn compute_dtype(&self, dtype: DType) -> DType {
+        match dtype {
+            DType::F32 => self.precision.compute().into(),
+            other => other,
+        }
+    }
+
     /// The final hidden states (after the last norm), the LM head's input.
     ///
     /// # Shapes
@@ -173,8 +196,9 @@ impl<B: IreOps> Llama<B> {
         let device = tokens.device();
         let rope = self.rope.tables::<B>(s, &device);
         let mut x = embedding(self.model.embed_tokens.weight.val(), tokens);
+        let compute = self.compute_dtype(x.dtype());
         for layer in &self.model.layers {
-            x = layer.forward(x, &rope);
+            x = layer.forward(x, &rope, compute);
         }
         self.model.norm.forward(x)
     }
@@ -187,12 +211,21 @@ impl<B: IreOps> Llama<B> {
         }
     }
 
-    /// Next-token logits for every position.
+    /// The final hidden states and the head's weight in the compute dtype (the LM head's
+    /// matmul runs in it; its log-softmax widens to f32).
+    fn head_inputs(&self, tokens: Tensor<B, 2, Int>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let h = self.hidden(tokens);
+        let compute = self.compute_dtype(h.dtype());
+        (cast_to(h, compute), cast_to(self.head_weight(), compute))
+    }
+
+    /// Next-token logits for every position (f32 under mixed precision).
     ///
     /// # Shapes
     /// - tokens: `[batch, seq]` → `[batch, seq, vocab]`
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        ops::linear(self.hidden(tokens), self.head_weight())
+        let (h, w) = self.head_inputs(tokens);
+        widen(ops::linear(h, w))
     }
 
     /// Mean next-token cross-entropy of `logits` against `targets` (log-softmax and gather:
@@ -214,13 +247,9 @@ impl<B: IreOps> Llama<B> {
     /// - inputs, targets: `[batch, seq]` → `[1]`
     pub fn loss(&self, inputs: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
         let [b, s] = targets.dims();
-        let h = self.hidden(inputs);
+        let (h, w) = self.head_inputs(inputs);
         let d = h.dims()[2];
-        ops::cross_entropy(
-            h.reshape([b * s, d]),
-            self.head_weight(),
-            targets.reshape([b * s]),
-        )
+        ops::cross_entropy(h.reshape([b * s, d]), w, targets.reshape([b * s]))
     }
 
     /// The loss against labels drawn from the model's own softmax, one uniform per position
@@ -234,11 +263,10 @@ impl<B: IreOps> Llama<B> {
         uniforms: Tensor<B, 2>,
     ) -> (Tensor<B, 1>, Tensor<B, 2, Int>) {
         let [b, s] = inputs.dims();
-        let h = self.hidden(inputs);
+        let (h, w) = self.head_inputs(inputs);
         let d = h.dims()[2];
         let u = uniforms.reshape([b * s]);
-        let (loss, labels) =
-            ops::sampled_cross_entropy(h.reshape([b * s, d]), self.head_weight(), u);
+        let (loss, labels) = ops::sampled_cross_entropy(h.reshape([b * s, d]), w, u);
         (loss, labels.reshape([b, s]))
     }
 }

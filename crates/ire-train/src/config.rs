@@ -56,6 +56,10 @@ pub struct RunSection {
     /// `"cpu"` on the CPU build, `"cuda:N"` on the CUDA build.
     #[serde(default = "default_devices")]
     pub devices: Vec<String>,
+    /// `"f32"` (default) or `"bf16"`: the dtype of the model's matmuls and attention; weights,
+    /// gradients, optimizer state and checkpoints stay f32 ([`ire_llama::precision`]).
+    #[serde(default)]
+    pub precision: ire_llama::Precision,
 }
 
 fn default_seed() -> u64 {

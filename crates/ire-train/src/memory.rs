@@ -17,16 +17,29 @@
 //! transient    4·B·H·S²                    one layer's score gradient during backward
 //! ```
 //!
+//! With `run.precision = "bf16"` ([`ire_llama::precision`]) the matmul operands are 2 bytes:
+//!
+//! ```text
+//! weights      4P + 2P                     the bf16 copy of each weight, kept for its backward
+//! activations  (4·2d + 2·(4d + 2·d_kv + 4I))·B·S·L   the residual stream and norm inputs stay f32
+//! logits       (2 + 4 + 4)·B·S·V           bf16 logits, f32 log-softmax and gradient
+//! ```
+//!
+//! (scores and the transient stay f32: the softmax is widened). The bf16 figures are derived,
+//! not yet measured.
+//!
 //! An estimate of the composed (default) ops, which the CUDA build runs; the CPU's fused kernels
 //! keep less (docs/performance.md has a measured comparison). It leaves out the allocator's
 //! slack and the backend's workspace, so the warning threshold keeps 10 % headroom.
 
 use std::fmt;
 
-use ire_llama::LlamaConfig;
+use ire_llama::{LlamaConfig, Precision};
 
 /// Bytes per f32.
 const F32: u64 = 4;
+/// Bytes per bf16.
+const BF16: u64 = 2;
 
 /// Expected bytes per device, by what holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +62,14 @@ pub struct MemoryPlan {
 
 impl MemoryPlan {
     /// The plan of one device running `micro` sequences of `seq` tokens of `model`.
-    pub fn new(model: &LlamaConfig, micro: usize, seq: usize, accum: usize, admire: bool) -> Self {
+    pub fn new(
+        model: &LlamaConfig,
+        micro: usize,
+        seq: usize,
+        accum: usize,
+        admire: bool,
+        precision: Precision,
+    ) -> Self {
         let p = model.num_params() as u64;
         let (b, s) = (micro as u64, seq as u64);
         let d = model.hidden_size as u64;
@@ -60,7 +80,7 @@ impl MemoryPlan {
         let v = model.vocab_size as u64;
         let accumulator = if accum > 1 { F32 * p } else { 0 };
         let admire_state = if admire { p + F32 * p } else { 0 };
-        Self {
+        let f32_plan = Self {
             weights: F32 * p,
             gradients: F32 * p + accumulator,
             optimizer: 2 * F32 * p + admire_state,
@@ -68,6 +88,15 @@ impl MemoryPlan {
             scores: F32 * 2 * b * h * s * s * l,
             logits: F32 * 3 * b * s * v,
             transient: F32 * b * h * s * s,
+        };
+        match precision {
+            Precision::F32 => f32_plan,
+            Precision::Bf16 => Self {
+                weights: F32 * p + BF16 * p,
+                activations: (F32 * 2 * d + BF16 * (4 * d + 2 * kv + 4 * i)) * b * s * l,
+                logits: (BF16 + 2 * F32) * b * s * v,
+                ..f32_plan
+            },
         }
     }
 
@@ -126,7 +155,7 @@ mod tests {
     #[test]
     fn the_plan_adds_up_the_formula() {
         let m = LlamaConfig::preset("tiny").unwrap();
-        let plan = MemoryPlan::new(&m, 8, 256, 1, false);
+        let plan = MemoryPlan::new(&m, 8, 256, 1, false, Precision::F32);
         let p = m.num_params() as u64;
         assert_eq!(plan.weights, 4 * p);
         assert_eq!(plan.optimizer, 8 * p);
@@ -137,9 +166,18 @@ mod tests {
         );
         assert_eq!(plan.scores, 4 * 2 * 8 * 4 * 256 * 256 * 4);
         assert_eq!(plan.logits, 4 * 3 * 8 * 256 * 8192);
-        let admire = MemoryPlan::new(&m, 8, 256, 2, true);
+        let admire = MemoryPlan::new(&m, 8, 256, 2, true, Precision::F32);
         assert_eq!(admire.optimizer - plan.optimizer, 5 * p);
         assert_eq!(admire.gradients - plan.gradients, 4 * p);
+        let bf16 = MemoryPlan::new(&m, 8, 256, 1, false, Precision::Bf16);
+        assert_eq!(bf16.weights, 6 * p);
+        assert_eq!(
+            bf16.activations,
+            (4 * 2 * 256 + 2 * (4 * 256 + 2 * 256 + 4 * 688)) * 8 * 256 * 4
+        );
+        assert_eq!(bf16.logits, 10 * 8 * 256 * 8192);
+        assert_eq!((bf16.scores, bf16.optimizer), (plan.scores, plan.optimizer));
+        assert!(bf16.total() < plan.total());
         assert!(plan.fits(plan.total() * 2) && !plan.fits(plan.total()));
     }
 }

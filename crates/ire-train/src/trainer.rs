@@ -120,6 +120,7 @@ where
             (model, TrainerState::fresh(seed), None)
         }
     };
+    let model = model.with_precision(cfg.run.precision);
     log_run(&cfg, &model_cfg, devices.len(), seq_len);
     log_memory(&cfg, &model_cfg);
 
@@ -176,7 +177,15 @@ pub fn memory_plan(cfg: &RunConfig, model_cfg: &LlamaConfig) -> MemoryPlan {
     let seq_len = cfg.seq_len(model_cfg);
     let admire = cfg.optim.name == ire_optim::OptimName::Admire;
     let b = &cfg.batch;
-    MemoryPlan::new(model_cfg, b.micro_batch, seq_len, b.grad_accum, admire)
+    let precision = cfg.run.precision;
+    MemoryPlan::new(
+        model_cfg,
+        b.micro_batch,
+        seq_len,
+        b.grad_accum,
+        admire,
+        precision,
+    )
 }
 
 /// Logs the memory plan; on CPU (where every device shares the RAM) warns when the replicas'
@@ -185,6 +194,13 @@ fn log_memory(cfg: &RunConfig, model_cfg: &LlamaConfig) {
     let plan = memory_plan(cfg, model_cfg);
     tracing::info!("{plan}");
     let cpu = cfg.run.devices.iter().all(|d| d == "cpu");
+    if cpu && cfg.run.precision != ire_llama::Precision::F32 {
+        tracing::warn!(
+            "run.precision = \"{}\" on the CPU runs the composed ops (the CPU kernels are f32 \
+             only): right for checking a GPU config, about 3× slower than f32",
+            cfg.run.precision.name()
+        );
+    }
     let replicas = cfg.run.devices.len() as u64;
     match crate::memory::cpu_available() {
         Some(free) if cpu && !plan.fits(free / replicas.max(1)) => tracing::warn!(
@@ -200,9 +216,10 @@ fn log_memory(cfg: &RunConfig, model_cfg: &LlamaConfig) {
 
 fn log_run(cfg: &RunConfig, model_cfg: &LlamaConfig, world: usize, seq_len: usize) {
     tracing::info!(
-        "run `{}`: {} parameters, {} device(s), global batch {} × {} = {} tokens/step, {} steps, optimizer {}",
+        "run `{}`: {} parameters ({} matmuls), {} device(s), global batch {} × {} = {} tokens/step, {} steps, optimizer {}",
         cfg.run.name,
         model_cfg.num_params(),
+        cfg.run.precision.name(),
         world,
         cfg.global_batch(),
         seq_len,

@@ -102,8 +102,13 @@ impl<B: IreOps> Backward<B, 2> for CrossEntropyBackward {
         // The loss is a scalar: the chain rule only scales the saved gradients.
         let g = grads.consume::<B>(&ops.node);
         let scale = |x: FloatTensor<B>| {
-            let rank = burn::tensor::TensorMetadata::shape(&x).num_dims();
-            let g = B::float_reshape(g.clone(), vec![1; rank].into());
+            use burn::tensor::TensorMetadata;
+            let rank = x.shape().num_dims();
+            let mut g = B::float_reshape(g.clone(), vec![1; rank].into());
+            if g.dtype() != x.dtype() {
+                // Mixed precision: the f32 loss's gradient scales bf16 gradients.
+                g = B::float_cast(g, x.dtype().into());
+            }
             B::float_mul(x, g)
         };
         let [ph, pw] = ops.parents;

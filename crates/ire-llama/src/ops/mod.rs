@@ -33,6 +33,7 @@ use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::TensorPrimitive;
 
+use crate::precision::cast_to;
 use crate::rope::RopeTables;
 
 /// What the cross-entropy compares the logits with.
@@ -283,6 +284,8 @@ pub fn causal_attention<B: IreOps>(
     rope: &RopeTables<B>,
 ) -> Tensor<B, 4> {
     let (cos, sin) = rope.tables();
+    let dtype = q.dtype();
+    let (cos, sin) = (cast_to(cos, dtype), cast_to(sin, dtype));
     let (y, _) = B::ire_attention(prim(q), prim(k), prim(v), prim(cos), prim(sin));
     wrap(y)
 }

@@ -5,13 +5,16 @@
 //!
 //! Numerics follow HF's `modeling_llama.py` in the input dtype (f32 or f64): the RMSNorm scale
 //! `1/√(mean(x²)+ε)`, RoPE in the rotate-half convention, the softmax with its row maximum
-//! subtracted.
+//! subtracted. With bf16 inputs (mixed precision, [`crate::precision`]) the matmuls run in
+//! bf16 and the attention softmax and the loss's log-softmax widen to f32, as under PyTorch's
+//! autocast; their gradients return in the inputs' dtype.
 
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::TensorPrimitive;
 
 use super::{CeOutput, CeTarget};
+use crate::precision::{cast_to, widen};
 
 fn t<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(p))
@@ -178,10 +181,11 @@ fn heads_back<B: Backend>(g: Tensor<B, 4>, kvh: usize) -> Tensor<B, 4> {
     g.swap_dims(1, 2)
 }
 
-/// Scaled causal scores `q kᵀ/√hd` with the upper triangle at −∞, `[B, H, S, S]`.
+/// Scaled causal scores `q kᵀ/√hd` with the upper triangle at −∞, `[B, H, S, S]`; the product
+/// in q's dtype, the scores widened to f32 when that is bf16.
 fn causal_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, s, hd] = q.dims();
-    let scores = q.matmul(k.transpose()).mul_scalar(1.0 / (hd as f64).sqrt());
+    let scores = widen(q.matmul(k.transpose())).mul_scalar(1.0 / (hd as f64).sqrt());
     let mask = Tensor::<B, 2, Bool>::tril_mask([s, s], 0, &scores.device()).unsqueeze::<4>();
     scores.mask_fill(mask, f64::NEG_INFINITY)
 }
@@ -211,11 +215,13 @@ pub fn attention<B: Backend>(
     sin: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let (q, k, v) = attention_inputs::<B>(q, k, v, cos, sin);
+    let dtype = v.dtype();
     let scores = causal_scores(q, k);
     let max = scores.clone().max_dim(3);
     let e = (scores - max.clone()).exp();
     let sum = e.clone().sum_dim(3);
-    let y = (e / sum.clone()).matmul(v).swap_dims(1, 2); // [B, S, H, hd]
+    let prob = cast_to(e / sum.clone(), dtype);
+    let y = prob.matmul(v).swap_dims(1, 2); // [B, S, H, hd]
     let lse = (max + sum.log()).squeeze_dim::<3>(3); // [B, H, S]
     (p(y), p(lse))
 }
@@ -237,13 +243,14 @@ pub fn attention_backward<B: Backend>(
     let (cos_t, sin_t) = (t::<B, 2>(cos.clone()), t::<B, 2>(sin.clone()));
     let (q, k, v) = attention_inputs::<B>(q, k, v, cos, sin);
     let hd = q.dims()[3];
+    let dtype = q.dtype();
     let scale = 1.0 / (hd as f64).sqrt();
     let prob = (causal_scores(q.clone(), k.clone()) - t::<B, 3>(lse).unsqueeze_dim::<4>(3)).exp();
     let (y, dy) = (t::<B, 4>(y).swap_dims(1, 2), t::<B, 4>(dy).swap_dims(1, 2)); // [B, H, S, hd]
-    let dv = prob.clone().transpose().matmul(dy.clone());
-    let dprob = dy.clone().matmul(v.transpose());
-    let delta = (dy * y).sum_dim(3);
-    let ds = prob * (dprob - delta);
+    let dv = cast_to(prob.clone(), dtype).transpose().matmul(dy.clone());
+    let dprob = widen(dy.clone().matmul(v.transpose()));
+    let delta = (widen(dy) * widen(y)).sum_dim(3);
+    let ds = cast_to(prob * (dprob - delta), dtype);
     let dq = ds.clone().matmul(k).mul_scalar(scale);
     let dk = ds.transpose().matmul(q).mul_scalar(scale);
     let dq = rope_backward(dq.swap_dims(1, 2), cos_t.clone(), sin_t.clone());
@@ -280,7 +287,8 @@ pub fn cross_entropy<B: Backend>(
     let (h, w) = (t::<B, 2>(h), t::<B, 2>(w));
     let [n, _] = h.dims();
     let v = w.dims()[0];
-    let logits = h.clone().matmul(w.clone().transpose());
+    let dtype = h.dtype();
+    let logits = widen(h.clone().matmul(w.clone().transpose()));
     let (labels, sampled): (Tensor<B, 1, Int>, bool) = match target {
         CeTarget::Labels(l) => (Tensor::from_primitive(l), false),
         CeTarget::Sample(u) => (sample_labels(logits.clone(), t::<B, 1>(u)), true),
@@ -295,7 +303,7 @@ pub fn cross_entropy<B: Backend>(
             Tensor::ones([n, 1], &logp.device()),
             burn::tensor::IndexingUpdateOp::Add,
         );
-        let dlogits = (logp.exp() - onehot).div_scalar(n as f64);
+        let dlogits = cast_to((logp.exp() - onehot).div_scalar(n as f64), dtype);
         let gh = dlogits.clone().matmul(w);
         let gw = dlogits.transpose().matmul(h);
         (Some(p(gh)), Some(p(gw)))
