@@ -478,3 +478,61 @@ fn every_paper_config_fits_an_80_gb_gpu_by_the_memory_plan() {
     let out = ok(&ire(&args, tmp.path()));
     assert!(out.contains("does not fit a 80 GB device"), "{out}");
 }
+
+/// The GPU machine's one prepared script, in its CPU mode: every part runs (tiny curves against
+/// the committed CPU reference, the exact τ, the step benchmark in f32 and bf16) and its JSON
+/// lines say what a GPU run would report, so a change here cannot break it unnoticed.
+#[test]
+fn the_gpu_check_script_runs_end_to_end_on_a_cpu_build() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(repo.join("tools/gpu-check.sh"))
+        .env("IRE_GPU_CHECK_DEVICE", "cpu")
+        .env("IRE", env!("CARGO_BIN_EXE_ire"))
+        .env("OUT", tmp.path().join("out"))
+        .env("GPU_CHECK_DATA", tmp.path().join("data"))
+        // Not torch: CI has none, and the ire side is what this test guards.
+        .env("PYTHON", "/nonexistent/python3")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let check = |name: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["check"] == name).collect()
+    };
+    let curves = check("curve");
+    assert_eq!(curves.len(), 2, "{stdout}");
+    for c in curves {
+        // The CPU reproduces the committed CPU curve: 4 steps, to well within its tolerance.
+        assert_eq!(c["steps"], 4, "{c}");
+        assert!(c["max_abs_diff"].as_f64().unwrap() <= 1e-3, "{c}");
+    }
+    let tau = check("tau")[0];
+    assert_eq!(tau["exact"], true, "{tau}");
+    assert_eq!(tau["k"], 120_000, "{tau}");
+    let steps = check("step");
+    let ire: Vec<_> = steps.iter().filter(|l| l["impl"] == "ire").collect();
+    assert_eq!(ire.len(), 2, "f32 and bf16: {stdout}");
+    for r in &ire {
+        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        let ratio = r["admire_over_adamw"].as_f64().unwrap();
+        assert!(ratio > 0.5 && ratio < 10.0, "{r}");
+    }
+    let skipped = steps.iter().filter(|l| l["impl"] == "torch").count();
+    assert_eq!(
+        skipped, 2,
+        "torch is reported as skipped, once per precision"
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

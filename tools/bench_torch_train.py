@@ -5,11 +5,13 @@ Purpose
     Measures what PyTorch (transformers' LlamaForCausalLM, fp32, SDPA attention,
     torch.optim.AdamW) achieves on this CPU for one full training step
     (forward + backward + optimizer step), so ire's own tokens/s on the same
-    shape can be put in context.  Defaults are the ire `tiny` config: hidden 256,
+    shape can be put in context.  With --device cuda it measures a GPU
+    (tools/gpu-check.sh): --dtype bf16 autocasts like the paper's OpenWebText
+    script, --fused uses the fused CUDA AdamW; eager (no torch.compile).  Defaults are the ire `tiny` config: hidden 256,
     intermediate 688, 4 layers, 4 heads (kv 4), vocab 8192, ctx 256, tied
     embeddings; batch 8 x seq 256 random tokens; torch.set_num_threads(2).
 
-Not run in CI.  Run by hand with the repo venv (CPU only; CUDA is never used):
+Not run in CI.  Run by hand with the repo venv (the CPU unless --device says otherwise):
 
     .venv/bin/python tools/bench_torch_train.py                 # tiny shape, 10 timed steps
     .venv/bin/python tools/bench_torch_train.py --steps 20 --threads 2 --batch 8 --seq 256
@@ -46,6 +48,10 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--untied", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
+                    help="bf16: torch.autocast(bfloat16) around forward and loss, f32 master weights")
+    ap.add_argument("--fused", action="store_true", help="torch.optim.AdamW(fused=True) (CUDA)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -67,23 +73,30 @@ def main():
         use_cache=False,
     )
     cfg._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(cfg).to(torch.float32)
+    dev = torch.device(a.device)
+    model = LlamaForCausalLM(cfg).to(torch.float32).to(dev)
     model.train()
     params = sum(p.numel() for p in model.parameters())  # parameters() dedups tied tensors
+    extra = {"fused": True} if a.fused else {}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
-                            weight_decay=0.1)
+                            weight_decay=0.1, **extra)
     gen = torch.Generator().manual_seed(1)
+    cuda = dev.type == "cuda"
+    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16")
 
     def step():
-        ids = torch.randint(0, a.vocab, (a.batch, a.seq), generator=gen)
-        out = model(input_ids=ids, labels=ids)
+        ids = torch.randint(0, a.vocab, (a.batch, a.seq), generator=gen).to(dev)
+        with autocast:
+            out = model(input_ids=ids, labels=ids)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(out.loss.detach())
+        return float(out.loss.detach())  # a host read: synchronises CUDA every step
 
     for _ in range(a.warmup):
         step()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     times = []
     loss = None
     for _ in range(a.steps):
@@ -94,6 +107,11 @@ def main():
     tokens = a.batch * a.seq
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024)  # KiB -> GiB
     print(json.dumps({
+        "impl": "torch",
+        "device": a.device,
+        "precision": a.dtype,
+        "fused_adamw": a.fused,
+        "peak_gpu_gb": round(torch.cuda.max_memory_allocated(dev) / 1e9, 3) if cuda else None,
         "tokens_per_s": round(tokens / med, 1),
         "peak_rss_gb": round(rss_gb, 3),
         "params": params,

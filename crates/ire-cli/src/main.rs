@@ -37,6 +37,8 @@ enum Command {
     Sample(cmd::sample::Args),
     /// Hessian trace (Hutchinson) and top eigenvalue of a run's checkpoints on validation windows.
     Sharpness(cmd::sharpness::Args),
+    /// Dataset-free device measurements (JSON): training-step throughput, the exact τ check.
+    Bench(cmd::bench::Args),
     /// The paper's toy example (Fig. 1): GD vs IRE on L(u,v) = (1+u^2)v^2/2.
     Toy(cmd::toy::Args),
 }
@@ -64,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Sample(args) => cmd::sample::run(args),
         Command::Sharpness(args) => cmd::sharpness::run(args),
         Command::Toy(args) => cmd::toy::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

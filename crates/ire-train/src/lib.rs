@@ -13,6 +13,7 @@
 //!   [`sharpness`]: Tr(∇²L) and λ_max of a checkpoint; [`memory`]: the expected peak per device.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 mod config;

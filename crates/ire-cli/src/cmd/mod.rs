@@ -1,5 +1,6 @@
 //! One module per `ire` subcommand.
 
+pub mod bench;
 pub mod compare;
 pub mod export;
 pub mod init;

@@ -1,0 +1,306 @@
+//! Device benchmarks and checks that need no dataset: the training step's throughput on a Llama
+//! shape (`ire bench step`, the `bench_train` example) and the exact AdmIRE threshold τ on the
+//! device against a host sort (`ire bench tau`). Generic over the backend, so the CUDA build
+//! measures the GPU with the same code the CPU build measures the CPU with;
+//! `tools/gpu-check.sh` runs both next to PyTorch.
+//!
+//! The step is the trainer's: the AdmIRE refresh when due (GNB forward/backward + mask, every
+//! K = 10 steps), forward and backward, global-norm clipping, the optimizer step, one scalar
+//! read (which syncs lazy backends). `Both` steps an AdamW and an AdmIRE model alternately, so
+//! both see the same machine load; their mean-step-time ratio is the whole-run cost of AdmIRE.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use ire_llama::ops::profile;
+use ire_llama::{InitScheme, IreOps, Llama, LlamaConfig, Precision};
+use ire_optim::mask::kth_smallest;
+use ire_optim::{clip_global_norm, gnb_gradients, gnb_seed, FusedUpdate, OptimConfig, Optimizer};
+use serde_json::{json, Value};
+
+/// Which optimizers [`step_bench`] steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchOptim {
+    /// AdamW only.
+    AdamW,
+    /// AdmIRE only (κ = 4, γ = 0.6, K = 10).
+    Admire,
+    /// Both, alternately; adds `admire_over_adamw`.
+    Both,
+}
+
+/// What [`step_bench`] measures.
+#[derive(Debug, Clone)]
+pub struct StepBench {
+    /// The model's shape.
+    pub model: LlamaConfig,
+    /// Sequence length.
+    pub seq: usize,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Timed steps (after `warmup` untimed ones).
+    pub steps: usize,
+    /// Untimed steps first (autotune, allocator warm-up).
+    pub warmup: usize,
+    /// Optimizer(s).
+    pub optim: BenchOptim,
+    /// Dtype of the matmuls.
+    pub precision: Precision,
+    /// Per-phase and per-fused-op times (one optimizer only).
+    pub profile: bool,
+    /// Peak FLOP/s of the device, for MFU.
+    pub peak_flops: f64,
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in GB.
+pub fn peak_rss_gb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb * 1024.0 / 1e9)
+        .unwrap_or(f64::NAN)
+}
+
+/// Wall time of each phase of the step, summed over the timed steps.
+#[derive(Default)]
+struct Phases(BTreeMap<&'static str, f64>);
+
+impl Phases {
+    fn time<R>(&mut self, name: &'static str, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let out = f();
+        *self.0.entry(name).or_default() += t.elapsed().as_secs_f64();
+        out
+    }
+}
+
+/// One model and optimizer being stepped, with its timings.
+struct Run<B: AutodiffBackend> {
+    optim_name: &'static str,
+    model: Llama<B>,
+    optim: Optimizer<B>,
+    times: Vec<f64>,
+    phases: Phases,
+}
+
+impl<B: AutodiffBackend + IreOps> Run<B>
+where
+    B::InnerBackend: FusedUpdate,
+{
+    fn new(s: &StepBench, admire: bool, device: &B::Device) -> Self {
+        let model = Llama::<B>::init(&s.model, InitScheme::Torch, 0, device)
+            .expect("a preset shape is valid")
+            .with_precision(s.precision);
+        let optim_cfg = match admire {
+            true => OptimConfig {
+                interval: 10,
+                ..OptimConfig::admire()
+            },
+            false => OptimConfig::adamw(),
+        };
+        Self {
+            optim_name: if admire { "admire" } else { "adamw" },
+            model,
+            // Start = 0, so AdmIRE boosts (and refreshes every 10 steps) from the first step.
+            optim: Optimizer::<B>::new(&optim_cfg, 0).expect("the default configs are valid"),
+            times: Vec::new(),
+            phases: Phases::default(),
+        }
+    }
+
+    /// One training step as the trainer runs it, timed when `timing`.
+    fn step(&mut self, it: usize, x: &Tensor<B, 2, Int>, y: &Tensor<B, 2, Int>, timing: bool) {
+        let mut p = Phases::default();
+        let t = Instant::now();
+        let model = &self.model;
+        if self.optim.needs_refresh(it) {
+            let g = p.time("gnb fwd+bwd", || {
+                gnb_gradients(model, x.clone(), gnb_seed(0, it as u64), 0)
+            });
+            p.time("mask refresh", || self.optim.refresh_mask(model, &g));
+        }
+        let grads = p.time("fwd+bwd", || {
+            let loss = model.loss(x.clone(), y.clone());
+            GradientsParams::from_grads(loss.backward(), model)
+        });
+        let (grads, _norm) = p.time("clip", || clip_global_norm(model, grads, 1.0));
+        let model = self.model.clone();
+        self.model = p.time("optimizer", || {
+            self.optim.step(it, 1e-3, 1e-3, model, grads)
+        });
+        // The trainer reads the loss every step; read a value too (it syncs lazy backends).
+        let _: f32 = p.time("sync", || {
+            let w = self.model.model.norm.weight.val();
+            w.sum().into_scalar().elem()
+        });
+        if timing {
+            self.times.push(t.elapsed().as_secs_f64());
+            for (k, v) in p.0 {
+                *self.phases.0.entry(k).or_default() += v;
+            }
+        }
+    }
+
+    /// Median and mean step time (s).
+    fn stats(&self) -> (f64, f64) {
+        let mean = self.times.iter().sum::<f64>() / self.times.len().max(1) as f64;
+        let mut sorted = self.times.clone();
+        sorted.sort_by(f64::total_cmp);
+        (
+            sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+            mean,
+        )
+    }
+}
+
+/// Fixed pseudo-random tokens `[batch, seq + 1]`: inputs and targets shifted by one.
+fn tokens<B: Backend>(s: &StepBench, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let (b, n) = (s.batch, s.seq);
+    let ids: Vec<i64> = (0..b * (n + 1))
+        .map(|i| ((i as u64 * 2_654_435_761) % s.model.vocab_size as u64) as i64)
+        .collect();
+    let all = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), device).reshape([b, n + 1]);
+    (all.clone().slice([0..b, 0..n]), all.slice([0..b, 1..n + 1]))
+}
+
+/// Steps the model `warmup + steps` times and reports one JSON object: median and mean step
+/// time, tokens/s, MFU, peak RSS, and with [`BenchOptim::Both`] the AdmIRE/AdamW ratio of mean
+/// step times; with `profile`, milliseconds per step by phase and by fused op.
+pub fn step_bench<B: AutodiffBackend + IreOps>(s: &StepBench, device: &B::Device) -> Value
+where
+    B::InnerBackend: FusedUpdate,
+{
+    let mut runs: Vec<Run<B>> = match s.optim {
+        BenchOptim::Both => vec![Run::new(s, false, device), Run::new(s, true, device)],
+        BenchOptim::Admire => vec![Run::new(s, true, device)],
+        BenchOptim::AdamW => vec![Run::new(s, false, device)],
+    };
+    let (x, y) = tokens::<B>(s, device);
+    let profiling = s.profile && runs.len() == 1;
+    for it in 0..s.warmup + s.steps {
+        let timing = it >= s.warmup;
+        if timing && it == s.warmup {
+            profile::enable(profiling);
+            profile::reset();
+        }
+        for run in runs.iter_mut() {
+            run.step(it, &x, &y, timing);
+        }
+    }
+    profile::enable(false);
+    let (median, mean) = runs[0].stats();
+    let tokens = (s.batch * s.seq) as f64;
+    let flops = s.model.flops_per_token(s.seq);
+    let mut out = json!({
+        "optim": runs[0].optim_name,
+        "params": s.model.num_params(),
+        "hidden": s.model.hidden_size,
+        "layers": s.model.num_hidden_layers,
+        "vocab": s.model.vocab_size,
+        "seq": s.seq,
+        "batch": s.batch,
+        "steps": s.steps,
+        "precision": s.precision.name(),
+        "step_ms": median * 1e3,
+        "step_ms_mean": mean * 1e3,
+        "tokens_per_s": tokens / median,
+        "tokens_per_s_mean": tokens / mean,
+        "mfu": flops * tokens / median / s.peak_flops,
+        "peak_rss_gb": peak_rss_gb(),
+        "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
+        "kernels": std::env::var("IRE_KERNELS").unwrap_or_else(|_| "all".into()),
+    });
+    if let Some(second) = runs.get(1) {
+        let (_, admire_mean) = second.stats();
+        out["admire_step_ms_mean"] = (admire_mean * 1e3).into();
+        out["admire_over_adamw"] = (admire_mean / mean).into();
+    }
+    if profiling {
+        out["ms_per_step"] = profile_split(&runs[0]).into();
+    }
+    out
+}
+
+/// Milliseconds per step by phase, and inside forward + backward by fused op.
+fn profile_split<B: AutodiffBackend>(run: &Run<B>) -> serde_json::Map<String, Value> {
+    let n = run.times.len().max(1) as f64;
+    let ms = |s: f64| (s / n * 1e3 * 100.0).round() / 100.0;
+    let mut split: serde_json::Map<String, Value> = run
+        .phases
+        .0
+        .iter()
+        .map(|(k, v)| (k.to_string(), ms(*v).into()))
+        .collect();
+    let mut fused = 0.0;
+    for (section, secs) in profile::snapshot() {
+        if secs > 0.0 {
+            split.insert(format!("  {}", section.name()), ms(secs).into());
+            fused += secs;
+        }
+    }
+    // The per-op times include the GNB pass's (same ops), so "other" is taken against both.
+    let phase = |k| run.phases.0.get(k).copied().unwrap_or(0.0);
+    let fwd_bwd = phase("fwd+bwd") + phase("gnb fwd+bwd");
+    split.insert(
+        "  other (embedding, residuals, autodiff)".into(),
+        ms(fwd_bwd - fused).into(),
+    );
+    split
+}
+
+/// The exact k-th smallest of `n` fixed pseudo-random non-negative f32 values (squares, like
+/// AdmIRE's h, with deliberate ties), `k = ⌊0.6 n⌋`, found on `device` by
+/// [`ire_optim::mask::kth_smallest`] and on the host by sorting; one JSON object with both, the
+/// counts and whether they agree exactly.
+pub fn tau_check<B: Backend>(n: usize, device: &B::Device) -> Value {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let host: Vec<f32> = (0..n)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Every 97th value repeats a fixed one: ties near τ are the hard case.
+            let u = if i % 97 == 0 {
+                0.5
+            } else {
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            };
+            u * u
+        })
+        .collect();
+    let k = (0.6 * n as f64).floor() as u64;
+    let t = Instant::now();
+    let parts: Vec<Tensor<B, 1>> = host
+        .chunks(n.div_ceil(3).max(1))
+        .map(|c| Tensor::<B, 1>::from_floats(c, device))
+        .collect();
+    let upload_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let sel = kth_smallest(&parts, k);
+    let device_s = t.elapsed().as_secs_f64();
+    let mut sorted = host.clone();
+    sorted.sort_by(f32::total_cmp);
+    let tau_host = if k == 0 {
+        f32::NEG_INFINITY
+    } else {
+        sorted[k as usize - 1]
+    };
+    let count_host = host.iter().filter(|&&v| v <= tau_host).count() as u64;
+    json!({
+        "values": n,
+        "k": k,
+        "tau_device": sel.threshold,
+        "tau_host": tau_host as f64,
+        "count_le_device": sel.count_le,
+        "count_le_host": count_host,
+        "exact": sel.threshold == tau_host as f64 && sel.count_le == count_host,
+        "device_s": device_s,
+        "upload_s": upload_s,
+    })
+}
