@@ -159,6 +159,14 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
         out,
         "recorded steps are not measured again"
     );
+    let newest = [&sharp[..2], &sharp[3..]].concat();
+    let again = ok(&ire(&newest, cwd));
+    assert!(
+        again.contains("step      6") && !again.contains("step      3"),
+        "{again}"
+    );
+    let records = std::fs::read_to_string(cwd.join("runs/tiny-admire/sharpness.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 2, "the newest step is found: {records}");
     let missing = ire(&["sharpness", "runs/tiny-admire", "--step", "5"], cwd);
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && err.contains("[3, 6]"), "{err}");

@@ -61,12 +61,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(Some)
             .collect()
     } else if args.step.is_empty() {
-        vec![None]
+        // The newest good checkpoint, by its step, so an earlier record of it is found below.
+        let newest = ire_train::checkpoint::newest_good(&args.run_dir)?;
+        vec![newest.map(|(step, _)| step)]
     } else {
         args.step.iter().copied().map(Some).collect()
     };
     let done = read_records(&args.run_dir)?;
-    let device = crate::backend::default_device();
+    let device = crate::backend::default_device()?;
     for step in steps {
         let known = done
             .iter()
