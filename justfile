@@ -22,6 +22,11 @@ compare:
 repro *ARGS:
     tools/repro.sh {{ARGS}}
 
+# The CubeCL test lane: the training step on burn-wgpu against Flex, on Mesa's lavapipe (installs it
+# with apt when missing). `just test-cubecl 5` runs it five times in a row.
+test-cubecl RUNS="1":
+    tools/test-cubecl.sh {{RUNS}}
+
 # Check that the CUDA backend compiles (no GPU needed).
 check-cuda:
     CUDARC_CUDA_VERSION=13000 cargo check -p ire-cli --features cuda

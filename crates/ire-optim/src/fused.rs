@@ -152,6 +152,8 @@ impl FusedUpdate for NdArray<f32> {}
 impl FusedUpdate for NdArray<f64> {}
 #[cfg(feature = "cuda")]
 impl FusedUpdate for burn::backend::Cuda {}
+#[cfg(feature = "wgpu")]
+impl FusedUpdate for burn::backend::Wgpu {}
 
 /// The f32 scalars of the per-element update, computed once per parameter as PyTorch does
 /// (bias corrections in f64, entering the f32 arithmetic as scalars).

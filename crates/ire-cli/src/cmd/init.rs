@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     config.tie_word_embeddings |= args.tied;
     config.validate("--preset/--vocab-size/--kv-heads")?;
-    let device = crate::backend::default_device();
+    let device = crate::backend::default_device()?;
     let model = Llama::<crate::backend::Backend>::init(&config, args.init, args.seed, &device)?;
     save_hf(&model, &args.out, &Default::default())
         .with_context(|| format!("writing the model to {}", args.out.display()))?;

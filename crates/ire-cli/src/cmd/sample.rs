@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => find_tokenizer(&args.model)?,
     };
     let tokenizer = ire_data::Tokenizer::from_file(&tok_path)?;
-    let device = crate::backend::default_device();
+    let device = crate::backend::default_device()?;
     let model = load_hf::<crate::backend::Backend>(&args.model, &device)
         .with_context(|| format!("loading the model {}", args.model.display()))?;
     let prompt = tokenizer.encode(&args.prompt)?;

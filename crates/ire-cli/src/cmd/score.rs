@@ -47,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give the tokens with --tokens 1,2,3 or --tokens-file FILE"),
     };
-    let device = crate::backend::default_device();
+    let device = crate::backend::default_device()?;
     let model: Llama<crate::backend::Backend> = load_hf(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let vocab = model.config.vocab_size as i64;

@@ -9,3 +9,6 @@ impl IreOps for NdArray<f64> {}
 
 #[cfg(feature = "cuda")]
 impl IreOps for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl IreOps for burn::backend::Wgpu {}
