@@ -166,7 +166,11 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
         "{again}"
     );
     let records = std::fs::read_to_string(cwd.join("runs/tiny-admire/sharpness.jsonl")).unwrap();
-    assert_eq!(records.lines().count(), 2, "the newest step is found: {records}");
+    assert_eq!(
+        records.lines().count(),
+        2,
+        "the newest step is found: {records}"
+    );
     let missing = ire(&["sharpness", "runs/tiny-admire", "--step", "5"], cwd);
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && err.contains("[3, 6]"), "{err}");
