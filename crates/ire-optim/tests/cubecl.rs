@@ -13,11 +13,14 @@
 //! - the exact global τ (the mask threshold) against a host sort.
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::{ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use common::curvature;
 use ire_llama::ops::{self, IreOps};
 use ire_llama::params::named_values;
 use ire_llama::{InitScheme, Llama, LlamaConfig, RopeHost, SplitMix64};
@@ -134,19 +137,11 @@ fn the_fused_op_layer_default_path_matches_flex_kernels() {
     );
 }
 
+/// The tests' small Llama with grouped-query attention (4 query heads on 2 kv heads).
 fn small_config() -> LlamaConfig {
     LlamaConfig {
-        vocab_size: 61,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
         num_key_value_heads: 2,
-        max_position_embeddings: 32,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10_000.0,
-        tie_word_embeddings: false,
-        initializer_range: 0.02,
+        ..common::small_config()
     }
 }
 
@@ -296,21 +291,6 @@ fn adamw_and_admire_steps_match_flex() {
             all - same
         );
     }
-}
-
-/// Squared normals with a share of exact zeros, optionally rounded to few levels (ties).
-fn curvature(seed: u64, n: usize, levels: Option<f64>) -> Vec<f32> {
-    let mut rng = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| {
-            let g = rng.normal();
-            if rng.unit() < 0.1 {
-                return 0.0;
-            }
-            let h = g * g * 1e-6;
-            levels.map_or(h, |l| (h * l).round() / l) as f32
-        })
-        .collect()
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! The exact k-th-smallest threshold against a host sort: small and large inputs, ties, zeros,
 //! f64, and an input built so that the strided sample misses the bracket.
 
+mod common;
+
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::DType;
-use ire_llama::SplitMix64;
+use common::curvature;
 use ire_optim::mask::{boost, count_le, flat_mask, kth_smallest, kth_smallest_with, Strategy};
 
 type B = Flex;
@@ -22,24 +24,6 @@ fn by_sort(values: &[f32], k: usize) -> (f32, u64) {
     s.sort_by(f32::total_cmp);
     let t = s[k - 1];
     (t, values.iter().filter(|&&v| v <= t).count() as u64)
-}
-
-/// Squared normals with a share of exact zeros and values rounded to few levels (ties).
-fn data(seed: u64, n: usize, levels: Option<f64>) -> Vec<f32> {
-    let mut rng = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| {
-            let g = rng.normal();
-            if rng.unit() < 0.1 {
-                return 0.0;
-            }
-            let h = g * g * 1e-6;
-            match levels {
-                Some(l) => ((h * l).round() / l) as f32,
-                None => h as f32,
-            }
-        })
-        .collect()
 }
 
 /// Checks both strategies, on the values as one tensor and split into uneven parts.
@@ -81,7 +65,7 @@ fn check(values: &[f32], ks: &[usize]) {
 #[test]
 fn small_inputs_match_a_sort() {
     for (seed, levels) in [(1, None), (2, Some(1e7)), (3, Some(3e6))] {
-        let v = data(seed, 1000, levels);
+        let v = curvature(seed, 1000, levels);
         check(&v, &[1, 2, 100, 499, 500, 600, 999, 1000]);
     }
     // All equal, and a single value.
@@ -95,7 +79,7 @@ fn small_inputs_match_a_sort() {
 fn large_inputs_use_the_sampled_bracket_and_match_a_sort() {
     let n = 600_000;
     for (seed, levels) in [(4, None), (5, Some(2e7))] {
-        let v = data(seed, n, levels);
+        let v = curvature(seed, n, levels);
         check(&v, &[1, n / 10, (0.6 * n as f64) as usize, n - 1, n]);
     }
 }
@@ -104,13 +88,13 @@ fn large_inputs_use_the_sampled_bracket_and_match_a_sort() {
 fn a_misleading_sample_falls_back_to_the_full_bisection() {
     // The sample takes every 17th value (n / 65536 = 16, made odd): make those huge.
     let n = 1 << 20;
-    let mut v = data(6, n, None);
+    let mut v = curvature(6, n, None);
     for i in (0..n).step_by(17) {
         v[i] = 1e6 + i as f32;
     }
     check(&v, &[(0.6 * n as f64) as usize, n / 2]);
     // And the other way: sampled values tiny, everything else large.
-    let mut w: Vec<f32> = data(7, n, None).iter().map(|x| x + 1.0).collect();
+    let mut w: Vec<f32> = curvature(7, n, None).iter().map(|x| x + 1.0).collect();
     for i in (0..n).step_by(17) {
         w[i] = 0.0;
     }

@@ -93,3 +93,21 @@ pub fn max_abs_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
         .flat_map(|((_, va), (_, vb))| va.iter().zip(vb).map(|(x, y)| (x - y).abs()))
         .fold(0.0, f32::max)
 }
+
+/// Squared normals with a share of exact zeros and values rounded to few levels (ties).
+pub fn curvature(seed: u64, n: usize, levels: Option<f64>) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let g = rng.normal();
+            if rng.unit() < 0.1 {
+                return 0.0;
+            }
+            let h = g * g * 1e-6;
+            match levels {
+                Some(l) => ((h * l).round() / l) as f32,
+                None => h as f32,
+            }
+        })
+        .collect()
+}
