@@ -11,6 +11,9 @@
 //! - AdamW and AdmIRE steps (the paper's loop: GNB refresh, global mask, boost) through the
 //!   default [`FusedUpdate`](ire_optim::fused::FusedUpdate) path;
 //! - the exact global τ (the mask threshold) against a host sort.
+//!
+//! Known failures (docs/performance.md, "The CubeCL test lane"): the Llama-gradient and
+//! optimizer-step tests fail on wgpu from a wrong attention ∂q with GQA at sequence length 8.
 #![cfg(feature = "wgpu")]
 
 mod common;
