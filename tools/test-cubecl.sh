@@ -28,7 +28,9 @@ fi
 
 echo "== building the lane (cargo test -p ire-optim --features wgpu --test cubecl)"
 start=$SECONDS
-cargo test -p ire-optim --features wgpu --test cubecl --no-run 2>&1 | grep -v "^\s*\(Compiling\|Downloaded\|Downloading\)" || true
+mkdir -p target
+cargo test -p ire-optim --features wgpu --test cubecl --no-run >target/cubecl-build.log 2>&1 ||
+    { tail -30 target/cubecl-build.log; echo "test-cubecl: the build failed; log: target/cubecl-build.log" >&2; exit 1; }
 echo "   built in $((SECONDS - start)) s"
 for i in $(seq 1 "$runs"); do
     start=$SECONDS
