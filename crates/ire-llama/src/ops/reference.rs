@@ -154,43 +154,40 @@ fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
-/// `[B, S, KVH, hd]` → `[B, H, S, hd]` with each kv head repeated `H/KVH` times (HF's
-/// `repeat_kv` after the transpose).
-fn heads_first<B: Backend>(x: Tensor<B, 4>, h: usize) -> Tensor<B, 4> {
-    let [b, s, kvh, hd] = x.dims();
-    let x = x.swap_dims(1, 2); // [B, KVH, S, hd]
-    if kvh == h {
-        return x;
-    }
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kvh, h / kvh, s, hd])
-        .reshape([b, h, s, hd])
+/// `[B, H, S, m] @ [B, KVH, m, n]` → `[B, H, S, n]`, query head `i` against kv head
+/// `i / (H/KVH)` (HF's `repeat_kv` order) without repeating the kv heads: the `H/KVH` query
+/// heads of a group are stacked as rows of one matmul per kv head.
+fn group_matmul<B: Backend>(a: Tensor<B, 4>, kv: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, s, m] = a.dims();
+    let [_, kvh, _, n] = kv.dims();
+    a.reshape([b, kvh, h / kvh * s, m])
+        .matmul(kv)
+        .reshape([b, h, s, n])
 }
 
-/// The inverse of [`heads_first`] for gradients: `[B, H, S, hd]` → `[B, S, KVH, hd]`, summing
-/// the query heads that share a kv head.
-fn heads_back<B: Backend>(g: Tensor<B, 4>, kvh: usize) -> Tensor<B, 4> {
-    let [b, h, s, hd] = g.dims();
-    let g = if kvh == h {
-        g
-    } else {
-        g.reshape([b, kvh, h / kvh, s, hd])
-            .sum_dim(2)
-            .reshape([b, kvh, s, hd])
-    };
-    g.swap_dims(1, 2)
+/// The kv-side gradient of [`group_matmul`]: `Σ_{i in group j} a_iᵀ g_i` for `a: [B, H, S, m]`,
+/// `g: [B, H, S, n]` → `[B, KVH, m, n]` — the sum over the query heads sharing kv head `j` is
+/// part of the one matmul per group.
+fn group_matmul_kv_grad<B: Backend>(a: Tensor<B, 4>, g: Tensor<B, 4>, kvh: usize) -> Tensor<B, 4> {
+    let [b, h, s, m] = a.dims();
+    let n = g.dims()[3];
+    let rows = h / kvh * s;
+    a.reshape([b, kvh, rows, m])
+        .transpose()
+        .matmul(g.reshape([b, kvh, rows, n]))
 }
 
-/// Scaled causal scores `q kᵀ/√hd` with the upper triangle at −∞, `[B, H, S, S]`; the product
-/// in q's dtype, the scores widened to f32 when that is bf16.
+/// Scaled causal scores `q kᵀ/√hd` with the upper triangle at −∞, `[B, H, S, S]`, for
+/// `q: [B, H, S, hd]` and `k: [B, KVH, S, hd]`; the product in q's dtype, the scores widened
+/// to f32 when that is bf16.
 fn causal_scores<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, s, hd] = q.dims();
-    let scores = widen(q.matmul(k.transpose())).mul_scalar(1.0 / (hd as f64).sqrt());
+    let scores = widen(group_matmul(q, k.transpose())).mul_scalar(1.0 / (hd as f64).sqrt());
     let mask = Tensor::<B, 2, Bool>::tril_mask([s, s], 0, &scores.device()).unsqueeze::<4>();
     scores.mask_fill(mask, f64::NEG_INFINITY)
 }
 
-/// Rotated, head-first q, k (kv repeated) and v.
+/// Rotated q `[B, H, S, hd]`, rotated k and v `[B, KVH, S, hd]` (heads first, kv not repeated).
 fn attention_inputs<B: Backend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
@@ -200,10 +197,9 @@ fn attention_inputs<B: Backend>(
 ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
     let (q, k, v) = (t::<B, 4>(q), t::<B, 4>(k), t::<B, 4>(v));
     let (cos, sin) = (t::<B, 2>(cos), t::<B, 2>(sin));
-    let h = q.dims()[2];
-    let q = heads_first(rope(q, cos.clone(), sin.clone()), h);
-    let k = heads_first(rope(k, cos, sin), h);
-    (q, k, heads_first(v, h))
+    let q = rope(q, cos.clone(), sin.clone()).swap_dims(1, 2);
+    let k = rope(k, cos, sin).swap_dims(1, 2);
+    (q, k, v.swap_dims(1, 2))
 }
 
 /// `softmax(causal_scores) v`, and the row log-sum-exp.
@@ -221,13 +217,14 @@ pub fn attention<B: Backend>(
     let e = (scores - max.clone()).exp();
     let sum = e.clone().sum_dim(3);
     let prob = cast_to(e / sum.clone(), dtype);
-    let y = prob.matmul(v).swap_dims(1, 2); // [B, S, H, hd]
+    let y = group_matmul(prob, v).swap_dims(1, 2); // [B, S, H, hd]
     let lse = (max + sum.log()).squeeze_dim::<3>(3); // [B, H, S]
     (p(y), p(lse))
 }
 
 /// With `P = exp(scores − lse)`: `∂v = Pᵀ dy`, `∂P = dy vᵀ`, `∂scores = P ⊙ (∂P − rowsum(dy ⊙ y))`,
-/// `∂q = ∂scores k/√hd`, `∂k = ∂scoresᵀ q/√hd`, then RoPE's transpose and the kv-group sums.
+/// `∂q = ∂scores k/√hd`, `∂k = ∂scoresᵀ q/√hd` (∂k and ∂v summed over the query heads of each
+/// kv group), then RoPE's transpose.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<B: Backend>(
     q: FloatTensor<B>,
@@ -239,23 +236,23 @@ pub fn attention_backward<B: Backend>(
     lse: FloatTensor<B>,
     dy: FloatTensor<B>,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    let kvh = t::<B, 4>(k.clone()).dims()[2];
     let (cos_t, sin_t) = (t::<B, 2>(cos.clone()), t::<B, 2>(sin.clone()));
     let (q, k, v) = attention_inputs::<B>(q, k, v, cos, sin);
+    let kvh = k.dims()[1];
     let hd = q.dims()[3];
     let dtype = q.dtype();
     let scale = 1.0 / (hd as f64).sqrt();
     let prob = (causal_scores(q.clone(), k.clone()) - t::<B, 3>(lse).unsqueeze_dim::<4>(3)).exp();
     let (y, dy) = (t::<B, 4>(y).swap_dims(1, 2), t::<B, 4>(dy).swap_dims(1, 2)); // [B, H, S, hd]
-    let dv = cast_to(prob.clone(), dtype).transpose().matmul(dy.clone());
-    let dprob = widen(dy.clone().matmul(v.transpose()));
+    let dv = group_matmul_kv_grad(cast_to(prob.clone(), dtype), dy.clone(), kvh);
+    let dprob = widen(group_matmul(dy.clone(), v.transpose()));
     let delta = (widen(dy) * widen(y)).sum_dim(3);
     let ds = cast_to(prob * (dprob - delta), dtype);
-    let dq = ds.clone().matmul(k).mul_scalar(scale);
-    let dk = ds.transpose().matmul(q).mul_scalar(scale);
+    let dq = group_matmul(ds.clone(), k).mul_scalar(scale);
+    let dk = group_matmul_kv_grad(ds, q, kvh).mul_scalar(scale);
     let dq = rope_backward(dq.swap_dims(1, 2), cos_t.clone(), sin_t.clone());
-    let dk = rope_backward(heads_back(dk, kvh), cos_t, sin_t);
-    (p(dq), p(dk), p(heads_back(dv, kvh)))
+    let dk = rope_backward(dk.swap_dims(1, 2), cos_t, sin_t);
+    (p(dq), p(dk), p(dv.swap_dims(1, 2)))
 }
 
 /// Labels drawn from `softmax(logits)` by inverse CDF with one uniform per row.
