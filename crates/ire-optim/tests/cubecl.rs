@@ -215,13 +215,16 @@ fn the_llama_loss_and_gradients_match_flex() {
     }
 }
 
+/// Every parameter's name and values, in the module's order.
+type Named = Vec<(String, Vec<f32>)>;
+
 /// `steps` iterations of the paper's loop on backend `B`: refresh the mask when due (GNB
 /// gradient, exact global τ), then step on the batch's gradient. Returns the parameters and
 /// the mask of every parameter (empty for AdamW).
 fn train<B: AutodiffBackend + IreOps>(
     cfg: &OptimConfig,
     steps: usize,
-) -> (Vec<(String, Vec<f32>)>, Vec<Vec<bool>>)
+) -> (Named, Vec<Vec<bool>>)
 where
     B::InnerBackend: FusedUpdate,
 {
@@ -236,7 +239,7 @@ where
         let grads = GradientsParams::from_grads(m.loss(inputs, targets).backward(), &m);
         m = opt.step(it, 1e-2, 1e-2, m, grads);
     }
-    let params: Vec<(String, Vec<f32>)> = named_values(&m)
+    let params: Named = named_values(&m)
         .into_iter()
         .map(|(i, v)| (i.name, v))
         .collect();
@@ -249,7 +252,7 @@ where
 }
 
 /// Largest |a − b| over two parameter sets, relative to the reference's largest |value|.
-fn worst_param_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+fn worst_param_diff(a: &Named, b: &Named) -> f32 {
     a.iter()
         .zip(b)
         .map(|((_, va), (_, vb))| {
