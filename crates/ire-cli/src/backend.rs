@@ -53,7 +53,7 @@ fn parse_device(name: &str) -> anyhow::Result<Device> {
     {
         Some(i) => {
             let device = burn::backend::cuda::CudaDevice::new(i);
-            probe(name, &device)?;
+            probe(name, i, &device)?;
             Ok(device)
         }
         None => {
@@ -62,29 +62,64 @@ fn parse_device(name: &str) -> anyhow::Result<Device> {
     }
 }
 
-/// Allocates one element on `device` and reads it back, turning the panic Burn's CUDA runtime
-/// raises for a missing driver or device index into one error line (the panic message is
-/// kept; the default hook's backtrace banner is silenced for the probe).
+/// Checks `cuda:index` before training touches it, so that a missing driver, a missing device
+/// or a failing runtime is one error line instead of a panic in one of CubeCL's threads:
+/// 1. load the driver library and count its GPUs (cudarc, which panics when libcuda is absent);
+/// 2. allocate one element on the device and read it back through Burn.
 #[cfg(feature = "cuda")]
-fn probe(name: &str, device: &Device) -> anyhow::Result<()> {
-    use std::panic::{catch_unwind, set_hook, take_hook, AssertUnwindSafe};
-    let hook = take_hook();
-    set_hook(Box::new(|_| {}));
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        burn::tensor::Tensor::<Backend, 1>::zeros([1], device).into_data()
-    }));
-    set_hook(hook);
-    let Err(payload) = result else {
-        return Ok(());
+fn probe(name: &str, index: usize, device: &Device) -> anyhow::Result<()> {
+    use cudarc::driver::result as cu;
+    let advice =
+        "Check that the NVIDIA driver is installed and loaded (`nvidia-smi` lists the GPUs)";
+    let count = match quiet_catch(|| cu::init().and_then(|()| cu::device::get_count())) {
+        Err(why) => {
+            let why = why.split(" - searched").next().unwrap_or_default();
+            bail!("run.devices: `{name}` cannot be used: no CUDA driver ({why}). {advice}")
+        }
+        Ok(Err(e)) => bail!("run.devices: `{name}` cannot be used: the CUDA driver failed to start ({e:?}). {advice}"),
+        Ok(Ok(n)) => n as usize,
     };
-    let why = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "the CUDA runtime panicked".into());
-    bail!(
-        "run.devices: `{name}` cannot be used: {}. Check that the NVIDIA driver is loaded \
-         (`nvidia-smi`) and that the index is below the number of GPUs it lists",
-        why.lines().next().unwrap_or_default().trim()
-    )
+    if index >= count {
+        let have = match count {
+            0 => "no GPU".to_string(),
+            1 => "1 GPU (cuda:0)".to_string(),
+            n => format!("{n} GPUs (cuda:0 to cuda:{})", n - 1),
+        };
+        bail!("run.devices: `{name}` does not exist: the CUDA driver sees {have}");
+    }
+    let alloc = || burn::tensor::Tensor::<Backend, 1>::zeros([1], device).into_data();
+    if let Err(why) = quiet_catch(alloc) {
+        bail!("run.devices: `{name}` cannot be used: {why}. {advice}");
+    }
+    Ok(())
+}
+
+/// Runs `f`, turning a panic — in this thread or in a worker thread it waits on, like CubeCL's
+/// device runtime — into the first line of the first panic's message. The default hook's
+/// report is silenced meanwhile.
+#[cfg(feature = "cuda")]
+fn quiet_catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::panic::{catch_unwind, set_hook, take_hook, AssertUnwindSafe};
+    use std::sync::{Arc, Mutex};
+    let first = Arc::new(Mutex::new(None::<String>));
+    let seen = Arc::clone(&first);
+    let hook = take_hook();
+    set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("a panic").to_string();
+        if let Ok(mut first) = seen.lock() {
+            first.get_or_insert(message);
+        }
+    }));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    set_hook(hook);
+    result.map_err(|_| {
+        let message = first.lock().ok().and_then(|mut m| m.take());
+        let message = message.unwrap_or_else(|| "the CUDA runtime panicked".into());
+        message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
 }

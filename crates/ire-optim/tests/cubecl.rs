@@ -221,10 +221,7 @@ type Named = Vec<(String, Vec<f32>)>;
 /// `steps` iterations of the paper's loop on backend `B`: refresh the mask when due (GNB
 /// gradient, exact global τ), then step on the batch's gradient. Returns the parameters and
 /// the mask of every parameter (empty for AdamW).
-fn train<B: AutodiffBackend + IreOps>(
-    cfg: &OptimConfig,
-    steps: usize,
-) -> (Named, Vec<Vec<bool>>)
+fn train<B: AutodiffBackend + IreOps>(cfg: &OptimConfig, steps: usize) -> (Named, Vec<Vec<bool>>)
 where
     B::InnerBackend: FusedUpdate,
 {
