@@ -34,6 +34,7 @@ pub mod ops;
 pub mod params;
 pub mod precision;
 mod rope;
+pub mod testing;
 
 pub use checkpoint::{
     load_hf, save_hf, write_atomic, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,

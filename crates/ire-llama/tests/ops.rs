@@ -13,37 +13,11 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use ire_llama::ops::{self, reference};
+use ire_llama::testing::{assert_close, randn, values};
 use ire_llama::{RopeHost, SplitMix64};
 
 type K = Autodiff<Flex>;
 type D = Autodiff<NdArray<f32>>;
-
-fn randn<B: Backend, const N: usize>(shape: [usize; N], seed: u64) -> Tensor<B, N> {
-    let mut rng = SplitMix64::new(seed);
-    let n = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &Default::default())
-}
-
-fn vals<B: Backend, const N: usize>(t: Tensor<B, N>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-/// `max |a − b| ≤ tol · max(1, max |b|)`.
-fn close(what: &str, a: &[f32], b: &[f32], tol: f32) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-    let worst = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst <= tol * scale,
-        "{what}: max difference {worst} (scale {scale}, tolerance {tol})"
-    );
-    assert!(a.iter().all(|x| x.is_finite()), "{what}: non-finite values");
-}
 
 /// Output and input gradients of `f` under `L = Σ f(inputs) ⊙ R`.
 fn run<B: AutodiffBackend, const N: usize, const M: usize>(
@@ -57,9 +31,9 @@ fn run<B: AutodiffBackend, const N: usize, const M: usize>(
     let grads = (y.clone() * r).sum().backward();
     let g = inputs
         .iter()
-        .map(|t| vals(t.grad(&grads).expect("input has a gradient")))
+        .map(|t| values(t.grad(&grads).expect("input has a gradient")))
         .collect();
-    (vals(y), g)
+    (values(y), g)
 }
 
 /// Checks kernels and default against autodiff for `f` (the IreOps path) and `reference`.
@@ -77,9 +51,9 @@ fn check<const N: usize, const M: usize>(
     let kernels = run(mk_k(), fused_k, 99);
     let default = run(mk_d(), fused_d, 99);
     for (label, got) in [("kernels", &kernels), ("default", &default)] {
-        close(&format!("{name} {label} output"), &got.0, &truth.0, tol);
+        assert_close(&format!("{name} {label} output"), &got.0, &truth.0, tol);
         for (i, (g, t)) in got.1.iter().zip(&truth.1).enumerate() {
-            close(&format!("{name} {label} grad of input {i}"), g, t, tol);
+            assert_close(&format!("{name} {label} grad of input {i}"), g, t, tol);
         }
     }
 }
@@ -177,7 +151,7 @@ fn reference_attention_equals_burns_attention_after_rope() {
     let q = randn::<Flex, 4>([b, s, h, hd], 1);
     let k = randn::<Flex, 4>([b, s, h, hd], 2);
     let v = randn::<Flex, 4>([b, s, h, hd], 3);
-    let ours = vals(ops::causal_attention(
+    let ours = values(ops::causal_attention(
         q.clone(),
         k.clone(),
         v.clone(),
@@ -196,7 +170,7 @@ fn reference_attention_equals_burns_attention_after_rope() {
         options,
     )
     .swap_dims(1, 2);
-    close("attention vs burn", &ours, &vals(theirs), 1e-5);
+    assert_close("attention vs burn", &ours, &values(theirs), 1e-5);
 }
 
 /// Cross-entropy of `h wᵀ` through the op vs log_softmax + gather, and its gradients.
@@ -258,7 +232,7 @@ fn sampled_cross_entropy_draws_the_reference_labels() {
         .gather(1, expected.reshape([n, 1]))
         .mean()
         .neg();
-    close("sampled loss", &vals(loss), &vals(plain), 1e-5);
+    assert_close("sampled loss", &values(loss), &values(plain), 1e-5);
 }
 
 /// The kernel switch parses what the docs say.
@@ -291,8 +265,8 @@ fn peaky_softmaxes_leave_no_denormals() {
     let labels: Vec<i64> = (0..n as i64).map(|i| i % v as i64).collect();
     let l = Tensor::<K, 1, Int>::from_ints(labels.as_slice(), &Default::default());
     let grads = ops::cross_entropy(h.clone(), w.clone(), l).backward();
-    no_denormals("∂h", &vals(h.grad(&grads).unwrap()));
-    no_denormals("∂w", &vals(w.grad(&grads).unwrap()));
+    no_denormals("∂h", &values(h.grad(&grads).unwrap()));
+    no_denormals("∂w", &values(w.grad(&grads).unwrap()));
 
     let (b, s, heads, hd) = (1, 70, 2, 8);
     let rope = RopeHost::new(hd, s, 10_000.0).tables::<K>(s, &Default::default());
@@ -302,6 +276,6 @@ fn peaky_softmaxes_leave_no_denormals() {
     let y = ops::causal_attention(q.clone(), k.clone(), vv.clone(), &rope);
     let grads = (y * randn::<K, 4>([b, s, heads, hd], 8)).sum().backward();
     for (name, t) in [("∂q", q), ("∂k", k), ("∂v", vv)] {
-        no_denormals(name, &vals(t.grad(&grads).unwrap()));
+        no_denormals(name, &values(t.grad(&grads).unwrap()));
     }
 }

@@ -27,7 +27,8 @@ use burn::tensor::backend::AutodiffBackend;
 use common::curvature;
 use ire_llama::ops::{self, IreOps};
 use ire_llama::params::named_values;
-use ire_llama::{InitScheme, Llama, LlamaConfig, RopeHost, SplitMix64};
+use ire_llama::testing::{assert_close, randn, values};
+use ire_llama::{Llama, LlamaConfig, RopeHost, SplitMix64};
 use ire_optim::fused::FusedUpdate;
 use ire_optim::mask::{kth_smallest, kth_smallest_with, Strategy};
 use ire_optim::{gnb_gradients, gnb_seed, OptimConfig, Optimizer};
@@ -36,33 +37,6 @@ use ire_optim::{gnb_gradients, gnb_seed, OptimConfig, Optimizer};
 type F = Autodiff<Flex>;
 /// The backend under test: wgpu through CubeCL, with fusion.
 type G = Autodiff<Wgpu>;
-
-fn randn<B: Backend, const N: usize>(shape: [usize; N], seed: u64) -> Tensor<B, N> {
-    let mut rng = SplitMix64::new(seed);
-    let n = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &Default::default())
-}
-
-fn vals<B: Backend, const N: usize>(t: Tensor<B, N>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-/// `max |a − b| ≤ tol · max(1, max |b|)`, and everything finite.
-fn close(what: &str, a: &[f32], b: &[f32], tol: f32) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-    let worst = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    assert!(a.iter().all(|x| x.is_finite()), "{what}: non-finite values");
-    assert!(
-        worst <= tol * scale,
-        "{what}: max difference {worst} (scale {scale}, tolerance {tol})"
-    );
-}
 
 /// Output and input gradients of `f` under `L = Σ f(inputs) ⊙ R`.
 fn run<B: AutodiffBackend, const N: usize, const M: usize>(
@@ -76,9 +50,9 @@ fn run<B: AutodiffBackend, const N: usize, const M: usize>(
     let grads = (y.clone() * r).sum().backward();
     let g = inputs
         .iter()
-        .map(|t| vals(t.grad(&grads).expect("input has a gradient")))
+        .map(|t| values(t.grad(&grads).expect("input has a gradient")))
         .collect();
-    (vals(y), g)
+    (values(y), g)
 }
 
 /// One op on wgpu (`g`) against Flex (`f`): output and every input gradient.
@@ -90,9 +64,9 @@ fn check<const N: usize, const M: usize>(
     tol: f32,
 ) {
     let (want, got) = (run(shapes, f), run(shapes, g));
-    close(&format!("{name} output"), &got.0, &want.0, tol);
+    assert_close(&format!("{name} output"), &got.0, &want.0, tol);
     for (i, (a, b)) in got.1.iter().zip(&want.1).enumerate() {
-        close(&format!("{name} grad of input {i}"), a, b, tol);
+        assert_close(&format!("{name} grad of input {i}"), a, b, tol);
     }
 }
 
@@ -150,13 +124,7 @@ fn small_config() -> LlamaConfig {
 }
 
 fn model<B: IreOps>(seed: u64) -> Llama<B> {
-    Llama::init(
-        &small_config(),
-        InitScheme::Torch,
-        seed,
-        &Default::default(),
-    )
-    .expect("valid test config")
+    common::model_of(&small_config(), seed)
 }
 
 /// Seeded `[2, 9]` tokens split into next-token inputs and targets.
@@ -180,7 +148,7 @@ struct GradValues<'a> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for GradValues<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let g = self.grads.get::<B::InnerBackend, D>(param.id);
-        self.out.push(g.map(vals).unwrap_or_default());
+        self.out.push(g.map(values).unwrap_or_default());
     }
 }
 
@@ -189,7 +157,7 @@ fn loss_and_grads<B: AutodiffBackend + IreOps>() -> (f32, Vec<Vec<f32>>) {
     let m = model::<B>(5);
     let (inputs, targets) = batch::<B>(1);
     let loss = m.loss(inputs, targets);
-    let value = vals(loss.clone())[0];
+    let value = values(loss.clone())[0];
     let grads = GradientsParams::from_grads(loss.backward(), &m);
     let mut visit = GradValues {
         grads: &grads,
@@ -211,7 +179,7 @@ fn the_llama_loss_and_gradients_match_flex() {
         // Relative to the gradient's own scale (its largest entry), not to 1.
         let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let rescale = |v: &[f32]| v.iter().map(|x| x / scale).collect::<Vec<_>>();
-        close(&info.name, &rescale(a), &rescale(b), 1e-4);
+        assert_close(&info.name, &rescale(a), &rescale(b), 1e-4);
     }
 }
 

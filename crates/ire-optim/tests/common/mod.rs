@@ -6,7 +6,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use ire_llama::params::named_values;
-use ire_llama::{InitScheme, Llama, LlamaConfig, SplitMix64};
+use ire_llama::{InitScheme, IreOps, Llama, LlamaConfig, SplitMix64};
 
 /// The test backend.
 pub type B = Autodiff<Flex>;
@@ -29,13 +29,12 @@ pub fn small_config() -> LlamaConfig {
 }
 
 pub fn model(seed: u64) -> Llama<B> {
-    Llama::init(
-        &small_config(),
-        InitScheme::Torch,
-        seed,
-        &Default::default(),
-    )
-    .expect("valid test config")
+    model_of(&small_config(), seed)
+}
+
+/// A Llama of `config` on any backend, initialised from `seed` as HF's torch init does.
+pub fn model_of<B: IreOps>(config: &LlamaConfig, seed: u64) -> Llama<B> {
+    Llama::init(config, InitScheme::Torch, seed, &Default::default()).expect("valid test config")
 }
 
 /// Random tokens `[batch, seq]` below `vocab`.
