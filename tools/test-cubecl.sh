@@ -17,9 +17,9 @@ if [[ -z $(lvp_icd) ]]; then
     echo "== installing Mesa's lavapipe (mesa-vulkan-drivers, libvulkan1)"
     sudo=""
     [[ $(id -u) == 0 ]] || sudo=sudo
-    install() { $sudo apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null; }
+    install() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null; }
     # A fresh machine may have no package lists yet: refresh them once and retry.
-    install || { $sudo apt-get update -qq >/dev/null && install; } ||
+    install || { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && install; } ||
         { echo "test-cubecl: could not install mesa-vulkan-drivers and libvulkan1 with apt-get" >&2; exit 1; }
 fi
 if [[ -z ${IRE_CUBECL_ANY_ADAPTER:-} ]]; then
