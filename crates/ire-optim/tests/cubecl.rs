@@ -7,7 +7,7 @@
 //! What is compared, on the same seeded inputs:
 //! - the fused-op layer's default path (composed forward, hand-written backward — the path CUDA
 //!   takes) against Flex's kernels, forward and backward;
-//! - the Llama's loss and every parameter's gradient;
+//! - the Llama's loss and every parameter's gradient, with GQA and with MHA (the paper's shapes);
 //! - AdamW and AdmIRE steps (the paper's loop: GNB refresh, global mask, boost) through the
 //!   default [`FusedUpdate`](ire_optim::fused::FusedUpdate) path;
 //! - the exact global τ (the mask threshold) against a host sort.
@@ -152,9 +152,9 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradValues<'_> {
     }
 }
 
-/// The loss and every gradient of a fresh model on one batch.
-fn loss_and_grads<B: AutodiffBackend + IreOps>() -> (f32, Vec<Vec<f32>>) {
-    let m = model::<B>(5);
+/// The loss and every gradient of a fresh `config` model on one batch.
+fn loss_and_grads<B: AutodiffBackend + IreOps>(config: &LlamaConfig) -> (f32, Vec<Vec<f32>>) {
+    let m = common::model_of::<B>(config, 5);
     let (inputs, targets) = batch::<B>(1);
     let loss = m.loss(inputs, targets);
     let value = values(loss.clone())[0];
@@ -167,19 +167,28 @@ fn loss_and_grads<B: AutodiffBackend + IreOps>() -> (f32, Vec<Vec<f32>>) {
     (value, visit.out)
 }
 
+/// With grouped-query attention (the lane's model) and with multi-head attention (the paper's
+/// shapes, `num_key_value_heads = num_attention_heads`).
 #[test]
 fn the_llama_loss_and_gradients_match_flex() {
-    let (want, want_g) = loss_and_grads::<F>();
-    let (got, got_g) = loss_and_grads::<G>();
-    assert!((got - want).abs() < 1e-5, "loss {got} vs {want}");
-    let names = ire_llama::params::named_params::<F, _>(&model::<F>(5));
-    assert_eq!(got_g.len(), names.len());
-    for ((a, b), info) in got_g.iter().zip(&want_g).zip(&names) {
-        assert!(!b.is_empty(), "{}: no gradient on Flex", info.name);
-        // Relative to the gradient's own scale (its largest entry), not to 1.
-        let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let rescale = |v: &[f32]| v.iter().map(|x| x / scale).collect::<Vec<_>>();
-        assert_close(&info.name, &rescale(a), &rescale(b), 1e-4);
+    for (layout, config) in [("GQA", small_config()), ("MHA", common::small_config())] {
+        let (want, want_g) = loss_and_grads::<F>(&config);
+        let (got, got_g) = loss_and_grads::<G>(&config);
+        assert!((got - want).abs() < 1e-5, "{layout}: loss {got} vs {want}");
+        let names = ire_llama::params::named_params::<F, _>(&common::model_of::<F>(&config, 5));
+        assert_eq!(got_g.len(), names.len());
+        for ((a, b), info) in got_g.iter().zip(&want_g).zip(&names) {
+            assert!(!b.is_empty(), "{layout} {}: no gradient on Flex", info.name);
+            // Relative to the gradient's own scale (its largest entry), not to 1.
+            let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let rescale = |v: &[f32]| v.iter().map(|x| x / scale).collect::<Vec<_>>();
+            assert_close(
+                &format!("{layout} {}", info.name),
+                &rescale(a),
+                &rescale(b),
+                1e-4,
+            );
+        }
     }
 }
 
