@@ -1,9 +1,11 @@
 //! Test support shared by ire's test suites (the fused-op tests here, the CubeCL lane in
 //! ire-optim): seeded normal tensors, host copies, and a tolerance check scaled to the
-//! reference's magnitude. [`assert_close`] panics on a mismatch, like `assert!`; nothing else
-//! in the library calls it.
+//! reference's magnitude. [`assert_close`] panics on a mismatch, like `assert!`, and
+//! [`output_and_input_grads`] when an input gets no gradient; nothing else in the library calls
+//! them.
 
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::SplitMix64;
 
@@ -18,6 +20,24 @@ pub fn randn<B: Backend, const N: usize>(shape: [usize; N], seed: u64) -> Tensor
 /// The values of `t` on the host as f32, whatever its float dtype.
 pub fn values<B: Backend, const N: usize>(t: Tensor<B, N>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
+}
+
+/// The output of `f` and the gradient of every input under `L = Σ f(inputs) ⊙ R`, with `R` seeded
+/// normals from `seed`: a random vector–Jacobian product, so every output entry's backward counts.
+pub fn output_and_input_grads<B: AutodiffBackend, const N: usize, const M: usize>(
+    inputs: [Tensor<B, N>; M],
+    f: impl Fn([Tensor<B, N>; M]) -> Tensor<B, N>,
+    seed: u64,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let inputs = inputs.map(|t| t.require_grad());
+    let y = f(inputs.clone());
+    let r = randn::<B, N>(y.dims(), seed);
+    let grads = (y.clone() * r).sum().backward();
+    let g = inputs
+        .iter()
+        .map(|t| values(t.grad(&grads).expect("every input requires a gradient")))
+        .collect();
+    (values(y), g)
 }
 
 /// Asserts that `a` is finite and `max |a − b| ≤ tol · max(1, max |b|)`, naming `what` and the

@@ -11,30 +11,12 @@
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use ire_llama::ops::{self, reference};
-use ire_llama::testing::{assert_close, randn, values};
+use ire_llama::testing::{assert_close, output_and_input_grads as run, randn, values};
 use ire_llama::{RopeHost, SplitMix64};
 
 type K = Autodiff<Flex>;
 type D = Autodiff<NdArray<f32>>;
-
-/// Output and input gradients of `f` under `L = Σ f(inputs) ⊙ R`.
-fn run<B: AutodiffBackend, const N: usize, const M: usize>(
-    inputs: [Tensor<B, N>; M],
-    f: impl Fn([Tensor<B, N>; M]) -> Tensor<B, N>,
-    seed: u64,
-) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let inputs = inputs.map(|t| t.require_grad());
-    let y = f(inputs.clone());
-    let r = randn::<B, N>(y.dims(), seed);
-    let grads = (y.clone() * r).sum().backward();
-    let g = inputs
-        .iter()
-        .map(|t| values(t.grad(&grads).expect("input has a gradient")))
-        .collect();
-    (values(y), g)
-}
 
 /// Checks kernels and default against autodiff for `f` (the IreOps path) and `reference`.
 fn check<const N: usize, const M: usize>(

@@ -27,7 +27,7 @@ use burn::tensor::backend::AutodiffBackend;
 use common::curvature;
 use ire_llama::ops::{self, IreOps};
 use ire_llama::params::named_values;
-use ire_llama::testing::{assert_close, randn, values};
+use ire_llama::testing::{assert_close, output_and_input_grads, randn, values};
 use ire_llama::{Llama, LlamaConfig, RopeHost, SplitMix64};
 use ire_optim::fused::FusedUpdate;
 use ire_optim::mask::{kth_smallest, kth_smallest_with, Strategy};
@@ -38,21 +38,14 @@ type F = Autodiff<Flex>;
 /// The backend under test: wgpu through CubeCL, with fusion.
 type G = Autodiff<Wgpu>;
 
-/// Output and input gradients of `f` under `L = Σ f(inputs) ⊙ R`.
+/// Output and input gradients of `f` on seeded inputs of `shapes` (see
+/// [`output_and_input_grads`]).
 fn run<B: AutodiffBackend, const N: usize, const M: usize>(
     shapes: [[usize; N]; M],
     f: fn([Tensor<B, N>; M]) -> Tensor<B, N>,
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
     let inputs = std::array::from_fn::<_, M, _>(|i| randn::<B, N>(shapes[i], 11 + i as u64));
-    let inputs = inputs.map(|t| t.require_grad());
-    let y = f(inputs.clone());
-    let r = randn::<B, N>(y.dims(), 99);
-    let grads = (y.clone() * r).sum().backward();
-    let g = inputs
-        .iter()
-        .map(|t| values(t.grad(&grads).expect("input has a gradient")))
-        .collect();
-    (values(y), g)
+    output_and_input_grads(inputs, f, 99)
 }
 
 /// One op on wgpu (`g`) against Flex (`f`): output and every input gradient.
