@@ -409,7 +409,7 @@ fn sigkill_or_a_kill_during_a_checkpoint_write_then_resume_equals_the_uninterrup
     let child = spawn_ire(
         &kill.iter().map(String::as_str).collect::<Vec<_>>(),
         cwd,
-        &[("IRE_FAULT", "0:19:kill")],
+        &[("IRE_FAULT", "0:20:kill")],
     );
     let out = wait_within(child, 300);
     assert!(!out.status.success(), "aborted mid-write");

@@ -10,8 +10,8 @@ pub type Backend = burn::backend::Flex;
 #[cfg(feature = "cuda")]
 pub type Backend = burn::backend::Cuda;
 
-/// Backend for training.
-pub type TrainBackend = burn::backend::Autodiff<Backend>;
+/// Backend for training (an `ire_optim::TrainBackend`).
+pub type Training = burn::backend::Autodiff<Backend>;
 
 /// Device type of [`Backend`].
 pub type Device = burn::tensor::Device<Backend>;

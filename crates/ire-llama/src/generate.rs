@@ -94,7 +94,7 @@ fn attend_cached<B: IreOps>(
     let [b, s, d] = x.dims();
     let (h, kvh) = (attn.num_heads, attn.num_kv_heads);
     let hd = d / h;
-    let rope = |t: Tensor<B, 4>| ops::reference::rope(t, cos.clone(), sin.clone());
+    let rope = |t: Tensor<B, 4>| crate::rope::rope(t, cos.clone(), sin.clone());
     let q = rope(attn.q_proj.forward(x.clone()).reshape([b, s, h, hd]));
     let k = rope(attn.k_proj.forward(x.clone()).reshape([b, s, kvh, hd]));
     let v = attn.v_proj.forward(x).reshape([b, s, kvh, hd]);

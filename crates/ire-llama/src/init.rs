@@ -109,58 +109,20 @@ impl<B: Backend> Llama<B> {
     ) -> Result<Self, LlamaError> {
         config.validate("<config>")?;
         let d = config.hidden_size;
-        let hd = config.head_dim();
-        let kv = config.num_key_value_heads * hd;
-        let i = config.intermediate_size;
-        let mut linear = |name: String, out: usize, inp: usize| -> Result<Linear<B>, LlamaError> {
-            let name = format!("{name}.weight");
-            let v = source.values(&name, ParamKind::Linear, &[out, inp])?;
-            Ok(Linear {
-                weight: param2(v, [out, inp], device),
-            })
-        };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            let self_attn = Attention {
-                q_proj: linear(format!("{p}.self_attn.q_proj"), d, d)?,
-                k_proj: linear(format!("{p}.self_attn.k_proj"), kv, d)?,
-                v_proj: linear(format!("{p}.self_attn.v_proj"), kv, d)?,
-                o_proj: linear(format!("{p}.self_attn.o_proj"), d, d)?,
-                num_heads: config.num_attention_heads,
-                num_kv_heads: config.num_key_value_heads,
-            };
-            let mlp = Mlp {
-                gate_proj: linear(format!("{p}.mlp.gate_proj"), i, d)?,
-                up_proj: linear(format!("{p}.mlp.up_proj"), i, d)?,
-                down_proj: linear(format!("{p}.mlp.down_proj"), d, i)?,
-            };
-            layers.push((p, self_attn, mlp));
+            layers.push(decoder_layer(
+                config,
+                source,
+                &format!("model.layers.{l}"),
+                device,
+            )?);
         }
-        let lm_head = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(linear("lm_head".into(), config.vocab_size, d)?)
+        let lm_head = match config.tie_word_embeddings {
+            true => None,
+            false => Some(linear(source, "lm_head", config.vocab_size, d, device)?),
         };
-        let mut norm = |name: String| -> Result<RmsNorm<B>, LlamaError> {
-            let v = source.values(&format!("{name}.weight"), ParamKind::Norm, &[d])?;
-            Ok(RmsNorm {
-                weight: Param::from_tensor(Tensor::from_data(TensorData::new(v, [d]), device)),
-                eps: config.rms_norm_eps,
-            })
-        };
-        let layers = layers
-            .into_iter()
-            .map(|(p, self_attn, mlp)| {
-                Ok(DecoderLayer {
-                    self_attn,
-                    mlp,
-                    input_layernorm: norm(format!("{p}.input_layernorm"))?,
-                    post_attention_layernorm: norm(format!("{p}.post_attention_layernorm"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, LlamaError>>()?;
-        let final_norm = norm("model.norm".into())?;
+        let final_norm = rms_norm(config, source, "model.norm", device)?;
         let embed = source.values(
             "model.embed_tokens.weight",
             ParamKind::Embedding,
@@ -177,13 +139,81 @@ impl<B: Backend> Llama<B> {
             lm_head,
             config: config.clone(),
             rope: Arc::new(RopeHost::new(
-                hd,
+                config.head_dim(),
                 config.max_position_embeddings,
                 config.rope_theta,
             )),
             precision: Precision::F32,
         })
     }
+}
+
+/// Decoder layer `p` (`model.layers.{l}`), its parameters asked from `source` in HF order:
+/// attention, MLP, then the two norms.
+fn decoder_layer<B: Backend>(
+    config: &LlamaConfig,
+    source: &mut dyn ParamSource,
+    p: &str,
+    device: &B::Device,
+) -> Result<DecoderLayer<B>, LlamaError> {
+    let (d, i) = (config.hidden_size, config.intermediate_size);
+    let kv = config.num_key_value_heads * config.head_dim();
+    let mut lin = |name: &str, out: usize, inp: usize| {
+        linear(source, &format!("{p}.{name}"), out, inp, device)
+    };
+    let self_attn = Attention {
+        q_proj: lin("self_attn.q_proj", d, d)?,
+        k_proj: lin("self_attn.k_proj", kv, d)?,
+        v_proj: lin("self_attn.v_proj", kv, d)?,
+        o_proj: lin("self_attn.o_proj", d, d)?,
+        num_heads: config.num_attention_heads,
+        num_kv_heads: config.num_key_value_heads,
+    };
+    let mlp = Mlp {
+        gate_proj: lin("mlp.gate_proj", i, d)?,
+        up_proj: lin("mlp.up_proj", i, d)?,
+        down_proj: lin("mlp.down_proj", d, i)?,
+    };
+    Ok(DecoderLayer {
+        self_attn,
+        mlp,
+        input_layernorm: rms_norm(config, source, &format!("{p}.input_layernorm"), device)?,
+        post_attention_layernorm: rms_norm(
+            config,
+            source,
+            &format!("{p}.post_attention_layernorm"),
+            device,
+        )?,
+    })
+}
+
+/// The linear layer `name` (`name.weight`, `[out, in]`).
+fn linear<B: Backend>(
+    source: &mut dyn ParamSource,
+    name: &str,
+    out: usize,
+    inp: usize,
+    device: &B::Device,
+) -> Result<Linear<B>, LlamaError> {
+    let v = source.values(&format!("{name}.weight"), ParamKind::Linear, &[out, inp])?;
+    Ok(Linear {
+        weight: param2(v, [out, inp], device),
+    })
+}
+
+/// The RMSNorm `name` (`name.weight`, `[hidden]`).
+fn rms_norm<B: Backend>(
+    config: &LlamaConfig,
+    source: &mut dyn ParamSource,
+    name: &str,
+    device: &B::Device,
+) -> Result<RmsNorm<B>, LlamaError> {
+    let d = config.hidden_size;
+    let v = source.values(&format!("{name}.weight"), ParamKind::Norm, &[d])?;
+    Ok(RmsNorm {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(v, [d]), device)),
+        eps: config.rms_norm_eps,
+    })
 }
 
 fn param2<B: Backend>(v: Vec<f32>, shape: [usize; 2], device: &B::Device) -> Param<Tensor<B, 2>> {
@@ -196,4 +226,3 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
-

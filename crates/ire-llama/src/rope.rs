@@ -79,8 +79,39 @@ impl<B: Backend> RopeTables<B> {
     /// # Shapes
     /// - x: `[batch, seq, heads, head_dim]` → same
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        crate::ops::reference::rope(x, self.cos.clone(), self.sin.clone())
+        rope(x, self.cos.clone(), self.sin.clone())
     }
+}
+
+/// RoPE on `[B, S, H, hd]` with tables `[S, hd]`: `x·cos + rotate_half(x)·sin`.
+pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [s, hd] = cos.dims();
+    let (cos, sin) = (cos.reshape([1, s, 1, hd]), sin.reshape([1, s, 1, hd]));
+    x.clone() * cos + rotate_half(x) * sin
+}
+
+/// The transpose of [`rope`]: `dx = g·cos + rotate_halfᵀ(g·sin)`, `rotate_halfᵀ([a, b]) = [b, −a]`.
+pub fn rope_backward<B: Backend>(
+    g: Tensor<B, 4>,
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    let [s, hd] = cos.dims();
+    let (cos, sin) = (cos.reshape([1, s, 1, hd]), sin.reshape([1, s, 1, hd]));
+    let gs = g.clone() * sin;
+    let (a, b) = (
+        gs.clone().narrow(3, 0, hd / 2),
+        gs.narrow(3, hd / 2, hd / 2),
+    );
+    g * cos + Tensor::cat(vec![b, a.neg()], 3)
+}
+
+/// `[x₁, x₂] → [−x₂, x₁]` on the last axis.
+fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let hd = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, hd / 2);
+    let x2 = x.narrow(3, hd / 2, hd / 2);
+    Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
 #[cfg(test)]

@@ -94,11 +94,13 @@ fn main() {
         batch: a.batch,
         steps: a.steps,
         warmup: a.warmup,
-        optim: match a.optim.as_str() {
+        which: match a.optim.as_str() {
             "both" => BenchOptim::Both,
             "admire" => BenchOptim::Admire,
             _ => BenchOptim::AdamW,
         },
+        optim: StepBench::default_optim(),
+        lr: 1e-3,
         precision: Precision::F32,
         profile: a.profile,
         peak_flops: 3e11,

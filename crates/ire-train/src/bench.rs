@@ -4,29 +4,33 @@
 //! measures the GPU with the same code the CPU build measures the CPU with;
 //! `tools/gpu-check.sh` runs both next to PyTorch.
 //!
-//! The step is the trainer's: the AdmIRE refresh when due (GNB forward/backward + mask, every
-//! K = 10 steps), forward and backward, global-norm clipping, the optimizer step, one scalar
-//! read (which syncs lazy backends). `Both` steps an AdamW and an AdmIRE model alternately, so
-//! both see the same machine load; their mean-step-time ratio is the whole-run cost of AdmIRE.
+//! The step is the trainer's own pieces ([`crate::step`]): the AdmIRE refresh when due
+//! ([`estimate_curvature`] + mask), [`forward_backward`], [`apply_update`] (clip, guard,
+//! optimizer step) with the clip, κ, γ, K and every other setting taken from the
+//! [`StepBench::optim`] config it is given, then one scalar read (which syncs lazy backends).
+//! `Both` steps an AdamW and an AdmIRE model alternately, so both see the same machine load;
+//! their mean-step-time ratio is the whole-run cost of AdmIRE.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use ire_llama::ops::profile;
-use ire_llama::{InitScheme, IreOps, Llama, LlamaConfig, Precision};
+use ire_llama::{InitScheme, Llama, LlamaConfig, Precision};
 use ire_optim::mask::kth_smallest;
-use ire_optim::{clip_global_norm, gnb_gradients, gnb_seed, FusedUpdate, OptimConfig, Optimizer};
+use ire_optim::{gnb_seed, OptimConfig, OptimName, Optimizer, TrainBackend};
 use serde_json::{json, Value};
+
+use crate::guard::Guard;
+use crate::step::{apply_update, estimate_curvature, forward_backward, Tokens, UpdateSettings};
+use crate::GuardSection;
 
 /// Which optimizers [`step_bench`] steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchOptim {
     /// AdamW only.
     AdamW,
-    /// AdmIRE only (κ = 4, γ = 0.6, K = 10).
+    /// AdmIRE only.
     Admire,
     /// Both, alternately; adds `admire_over_adamw`.
     Both,
@@ -45,14 +49,30 @@ pub struct StepBench {
     pub steps: usize,
     /// Untimed steps first (autotune, allocator warm-up).
     pub warmup: usize,
-    /// Optimizer(s).
-    pub optim: BenchOptim,
+    /// Which optimizer(s) to step.
+    pub which: BenchOptim,
+    /// The optimizer settings (clip, κ, γ, K, betas, …); AdamW runs them with `name = "adamw"`,
+    /// AdmIRE with `name = "admire"`. [`StepBench::default_optim`] is the default.
+    pub optim: OptimConfig,
+    /// The learning rate of every step (η_t = η_max).
+    pub lr: f64,
     /// Dtype of the matmuls.
     pub precision: Precision,
     /// Per-phase and per-fused-op times (one optimizer only).
     pub profile: bool,
     /// Peak FLOP/s of the device, for MFU.
     pub peak_flops: f64,
+}
+
+impl StepBench {
+    /// The optimizer settings `ire bench step` uses: the `[optim]` defaults (κ = 4, γ = 0.6,
+    /// K = 10, clip 1.0), boosting from the first step (`start = 0`).
+    pub fn default_optim() -> OptimConfig {
+        OptimConfig {
+            start: Some(0),
+            ..OptimConfig::admire()
+        }
+    }
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in GB.
@@ -81,59 +101,80 @@ impl Phases {
 }
 
 /// One model and optimizer being stepped, with its timings.
-struct Run<B: AutodiffBackend> {
+struct Run<B: TrainBackend> {
     optim_name: &'static str,
     model: Llama<B>,
     optim: Optimizer<B>,
+    settings: UpdateSettings,
     times: Vec<f64>,
     phases: Phases,
 }
 
-impl<B: AutodiffBackend + IreOps> Run<B>
-where
-    B::InnerBackend: FusedUpdate,
-{
-    fn new(s: &StepBench, admire: bool, device: &B::Device) -> Self {
+impl<B: TrainBackend> Run<B> {
+    fn new(s: &StepBench, name: OptimName, device: &B::Device) -> Self {
         let model = Llama::<B>::init(&s.model, InitScheme::Torch, 0, device)
             .expect("a preset shape is valid")
             .with_precision(s.precision);
-        let optim_cfg = match admire {
-            true => OptimConfig {
-                interval: 10,
-                ..OptimConfig::admire()
-            },
-            false => OptimConfig::adamw(),
+        let optim_cfg = OptimConfig {
+            name,
+            ..s.optim.clone()
         };
         Self {
-            optim_name: if admire { "admire" } else { "adamw" },
+            optim_name: if name == OptimName::Admire {
+                "admire"
+            } else {
+                "adamw"
+            },
             model,
-            // Start = 0, so AdmIRE boosts (and refreshes every 10 steps) from the first step.
-            optim: Optimizer::<B>::new(&optim_cfg, 0).expect("the default configs are valid"),
+            optim: Optimizer::<B>::new(&optim_cfg, 0)
+                .expect("the bench's optimizer config is valid"),
+            settings: UpdateSettings {
+                iteration: 0,
+                lr: s.lr,
+                lr_max: s.lr,
+                clip_norm: s.optim.clip_norm,
+            },
             times: Vec::new(),
             phases: Phases::default(),
         }
     }
 
     /// One training step as the trainer runs it, timed when `timing`.
-    fn step(&mut self, it: usize, x: &Tensor<B, 2, Int>, y: &Tensor<B, 2, Int>, timing: bool) {
+    fn step(&mut self, it: usize, batch: &Tokens<B>, timing: bool) {
         let mut p = Phases::default();
         let t = Instant::now();
         let model = &self.model;
         if self.optim.needs_refresh(it) {
             let g = p.time("gnb fwd+bwd", || {
-                gnb_gradients(model, x.clone(), gnb_seed(0, it as u64), 0)
+                estimate_curvature(model, 1, gnb_seed(0, it as u64), |_| {
+                    Ok((batch.0.clone(), 0))
+                })
             });
+            let g = g.expect("one micro-batch");
             p.time("mask refresh", || self.optim.refresh_mask(model, &g));
         }
         let grads = p.time("fwd+bwd", || {
-            let loss = model.loss(x.clone(), y.clone());
-            GradientsParams::from_grads(loss.backward(), model)
+            forward_backward(model, 1, || Ok(batch.clone()))
         });
-        let (grads, _norm) = p.time("clip", || clip_global_norm(model, grads, 1.0));
+        let grads = grads.expect("one micro-batch");
+        let (guard_cfg, mut skipped) = (GuardSection::default(), 0);
+        let mut guard = Guard {
+            cfg: &guard_cfg,
+            skipped: &mut skipped,
+            last_good: None,
+        };
+        let settings = UpdateSettings {
+            iteration: it,
+            ..self.settings
+        };
         let model = self.model.clone();
-        self.model = p.time("optimizer", || {
-            self.optim.step(it, 1e-3, 1e-3, model, grads)
+        let updated = p.time("update (clip, guard, optimizer)", || {
+            apply_update(&mut self.optim, model, grads, &settings, &mut guard)
         });
+        self.model = match updated {
+            Ok((model, _)) => model,
+            Err(e) => panic!("bench step {}: {e}", it + 1),
+        };
         // The trainer reads the loss every step; read a value too (it syncs lazy backends).
         let _: f32 = p.time("sync", || {
             let w = self.model.model.norm.weight.val();
@@ -160,7 +201,7 @@ where
 }
 
 /// Fixed pseudo-random tokens `[batch, seq + 1]`: inputs and targets shifted by one.
-fn tokens<B: Backend>(s: &StepBench, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+fn tokens<B: Backend>(s: &StepBench, device: &B::Device) -> Tokens<B> {
     let (b, n) = (s.batch, s.seq);
     let ids: Vec<i64> = (0..b * (n + 1))
         .map(|i| ((i as u64 * 2_654_435_761) % s.model.vocab_size as u64) as i64)
@@ -172,16 +213,14 @@ fn tokens<B: Backend>(s: &StepBench, device: &B::Device) -> (Tensor<B, 2, Int>, 
 /// Steps the model `warmup + steps` times and reports one JSON object: median and mean step
 /// time, tokens/s, MFU, peak RSS, and with [`BenchOptim::Both`] the AdmIRE/AdamW ratio of mean
 /// step times; with `profile`, milliseconds per step by phase and by fused op.
-pub fn step_bench<B: AutodiffBackend + IreOps>(s: &StepBench, device: &B::Device) -> Value
-where
-    B::InnerBackend: FusedUpdate,
-{
-    let mut runs: Vec<Run<B>> = match s.optim {
-        BenchOptim::Both => vec![Run::new(s, false, device), Run::new(s, true, device)],
-        BenchOptim::Admire => vec![Run::new(s, true, device)],
-        BenchOptim::AdamW => vec![Run::new(s, false, device)],
+pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Value {
+    let (adamw, admire) = (OptimName::Adamw, OptimName::Admire);
+    let mut runs: Vec<Run<B>> = match s.which {
+        BenchOptim::Both => vec![Run::new(s, adamw, device), Run::new(s, admire, device)],
+        BenchOptim::Admire => vec![Run::new(s, admire, device)],
+        BenchOptim::AdamW => vec![Run::new(s, adamw, device)],
     };
-    let (x, y) = tokens::<B>(s, device);
+    let batch = tokens::<B>(s, device);
     let profiling = s.profile && runs.len() == 1;
     for it in 0..s.warmup + s.steps {
         let timing = it >= s.warmup;
@@ -190,7 +229,7 @@ where
             profile::reset();
         }
         for run in runs.iter_mut() {
-            run.step(it, &x, &y, timing);
+            run.step(it, &batch, timing);
         }
     }
     profile::enable(false);
@@ -228,7 +267,7 @@ where
 }
 
 /// Milliseconds per step by phase, and inside forward + backward by fused op.
-fn profile_split<B: AutodiffBackend>(run: &Run<B>) -> serde_json::Map<String, Value> {
+fn profile_split<B: TrainBackend>(run: &Run<B>) -> serde_json::Map<String, Value> {
     let n = run.times.len().max(1) as f64;
     let ms = |s: f64| (s / n * 1e3 * 100.0).round() / 100.0;
     let mut split: serde_json::Map<String, Value> = run

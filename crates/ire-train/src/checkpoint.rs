@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use ire_llama::{save_hf, write_atomic, Llama};
+use ire_core::fs::{file_sha256, sync_dir, write_atomic};
+use ire_llama::{save_hf, Llama};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::TrainError;
 
@@ -222,14 +222,7 @@ fn prune(run_dir: &Path, newest: usize, keep: usize) -> Result<(), TrainError> {
     for step in &steps[..excess.min(steps.len())] {
         remove_path(&checkpoint_path(run_dir, *step))?;
     }
-    sync_dir(&checkpoints_dir(run_dir))
-}
-
-/// fsyncs a directory, so the renames and creations inside it survive a power loss.
-fn sync_dir(dir: &Path) -> Result<(), TrainError> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| TrainError::io(dir, e))
+    Ok(sync_dir(&checkpoints_dir(run_dir))?)
 }
 
 /// Files under `dir` (recursively, sorted), without the manifest itself.
@@ -256,24 +249,6 @@ fn relative(dir: &Path, path: &Path) -> String {
     parts.join("/")
 }
 
-/// Size and hex sha256 of a file, streamed.
-fn hash_file(path: &Path) -> Result<(u64, String), TrainError> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    Ok((bytes, hex::encode(hasher.finalize())))
-}
-
 /// fsyncs every file of `dir` and writes `manifest.json` with their sizes and hashes.
 fn write_manifest(dir: &Path) -> Result<(), TrainError> {
     let mut files = Vec::new();
@@ -281,7 +256,7 @@ fn write_manifest(dir: &Path) -> Result<(), TrainError> {
         std::fs::File::open(&path)
             .and_then(|f| f.sync_all())
             .map_err(|e| TrainError::io(&path, e))?;
-        let (bytes, sha256) = hash_file(&path)?;
+        let (bytes, sha256) = file_sha256(&path)?;
         files.push(ManifestEntry {
             path: relative(dir, &path),
             bytes,
@@ -329,7 +304,7 @@ pub fn verify(dir: &Path) -> Result<(), TrainError> {
                 entry.bytes
             )));
         }
-        let (_, sha256) = hash_file(&file)?;
+        let (_, sha256) = file_sha256(&file)?;
         if sha256 != entry.sha256 {
             return Err(damaged(format!(
                 "sha256 {sha256}, the manifest records {}",

@@ -49,7 +49,7 @@ pub enum TrainError {
         /// The rank.
         rank: usize,
         /// The phase of the step.
-        phase: &'static str,
+        phase: crate::phase::Phase,
         /// The panic's message.
         message: String,
     },
@@ -58,10 +58,10 @@ pub enum TrainError {
     Injected {
         /// The rank.
         rank: usize,
-        /// The step.
+        /// The step (1-based; 0 for setup on a fresh run).
         step: usize,
         /// The phase.
-        phase: &'static str,
+        phase: crate::phase::Phase,
     },
     /// From the model crate.
     #[error(transparent)]
@@ -75,14 +75,6 @@ pub enum TrainError {
     /// A data-parallel collective operation failed.
     #[error("data-parallel all-reduce failed: {0}")]
     Collective(String),
-    /// Plot rendering failed.
-    #[error("drawing {path}: {message}")]
-    Plot {
-        /// The output file.
-        path: PathBuf,
-        /// The renderer's message.
-        message: String,
-    },
 }
 
 impl TrainError {
@@ -106,5 +98,12 @@ impl TrainError {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<ire_core::IoError> for TrainError {
+    fn from(e: ire_core::IoError) -> Self {
+        let (path, source) = e.into_parts();
+        TrainError::Io { path, source }
     }
 }

@@ -33,7 +33,7 @@ pub fn export(run_dir: &Path, step: Option<usize>, out: &Path) -> Result<PathBuf
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let weights = ckpt.join(ire_llama::WEIGHTS_FILE);
     let bytes = std::fs::read(&weights).map_err(|e| TrainError::io(&weights, e))?;
-    ire_llama::write_atomic(&out.join(ire_llama::WEIGHTS_FILE), &bytes)?;
+    ire_core::fs::write_atomic(&out.join(ire_llama::WEIGHTS_FILE), &bytes)?;
 
     // config.json with the tokenizer's end-of-text as bos/eos, as GPT-2-style models have.
     let config_path = ckpt.join(ire_llama::CONFIG_FILE);
@@ -44,9 +44,9 @@ pub fn export(run_dir: &Path, step: Option<usize>, out: &Path) -> Result<PathBuf
     extra.insert("eos_token_id".into(), Value::from(eot));
     let text =
         serde_json::to_string_pretty(&model_cfg.to_hf_value(&extra)).expect("JSON serializes");
-    ire_llama::write_atomic(&out.join(ire_llama::CONFIG_FILE), text.as_bytes())?;
+    ire_core::fs::write_atomic(&out.join(ire_llama::CONFIG_FILE), text.as_bytes())?;
 
     let tok_bytes = std::fs::read(&tok).map_err(|e| TrainError::io(&tok, e))?;
-    ire_llama::write_atomic(&out.join("tokenizer.json"), &tok_bytes)?;
+    ire_core::fs::write_atomic(&out.join("tokenizer.json"), &tok_bytes)?;
     Ok(ckpt)
 }

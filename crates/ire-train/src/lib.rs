@@ -2,32 +2,42 @@
 //!
 //! - [`RunConfig`]: the TOML run config (`[run] [model] [data] [optim] [schedule] [batch]
 //!   [eval] [checkpoint] [metrics]`) with `--set key=value` overrides.
-//! - [`train`]: the loop — gradient accumulation, data parallelism over several devices,
-//!   global-norm clipping, AdmIRE's mask refresh, evaluation, metrics, atomic checkpoints and
-//!   exact resume.
-//! - Reliability: a guard against non-finite steps (`[guard]`), errors that stop every rank
-//!   ([`dp::Rank::agree`]), verified durable checkpoints ([`checkpoint`]), resume checks
-//!   ([`resume`]), signal handling ([`signals`]); `docs/reliability.md` has the table.
-//! - [`compare`]: loss curves and the paper's speed-up table; [`groups`]: seeds of one config
-//!   as one curve with a band, speed-ups per seed and aggregated; [`export`]: HF folders;
-//!   [`sharpness`]: Tr(∇²L) and λ_max of a checkpoint; [`memory`]: the expected peak per device.
+//! - [`step`]: the training step as callable pieces — `estimate_curvature` (AdmIRE's GNB
+//!   estimate), `forward_backward` (micro-batches), `apply_update` (clip, [`guard`], optimizer
+//!   step) — and the step-count convention (0-based iteration, 1-based step).
+//! - [`train`]: the run — prepare data and model, resume, then one loop per device
+//!   (`rank_loop.rs`) calling the step's pieces with the data-parallel agreement ([`dp`])
+//!   between them and the cadence of log, evaluation and checkpoint after them.
+//! - Reliability: the non-finite [`guard`], errors that stop every rank ([`dp::Rank::agree`],
+//!   each [`phase`] run inside [`fault::run_phase`]), verified durable checkpoints
+//!   ([`checkpoint`]), resume checks ([`resume`]), signal handling ([`signals`]);
+//!   `docs/reliability.md` has the table.
+//! - [`metrics`]: `metrics.jsonl`; [`export`]: HF folders; [`memory`]: the expected peak per
+//!   device; [`bench`]: `ire bench` (the same step on fixed tokens).
+//!
+//! Analysis of finished runs (charts, seed groups, speed-ups, sharpness) is the `ire-lab`
+//! crate, so this one does not depend on a plotting library.
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod checkpoint;
-pub mod compare;
+mod checkpointer;
 mod config;
 pub mod dp;
 mod error;
+mod eval;
 pub mod export;
 pub mod fault;
-pub mod groups;
+pub mod guard;
 pub mod memory;
 pub mod metrics;
+pub mod phase;
 mod rank_loop;
+mod report;
 pub mod resume;
-pub mod sharpness;
+mod run;
 pub mod signals;
+pub mod step;
 mod trainer;
 
 pub use config::{
@@ -35,5 +45,6 @@ pub use config::{
     NonFinitePolicy, RunConfig, RunSection,
 };
 pub use error::TrainError;
-pub use rank_loop::evaluate;
-pub use trainer::{memory_plan, train, TrainOptions, TrainSummary};
+pub use eval::evaluate;
+pub use run::{TrainOptions, TrainSummary};
+pub use trainer::{memory_plan, train};

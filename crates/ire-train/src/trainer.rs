@@ -1,86 +1,36 @@
 //! Preparing a run and starting its ranks: the run directory, the data, the model and the
 //! optimizer state, fresh or from the newest checkpoint that verifies (after checking that the
-//! config may continue it). [`crate::rank_loop`] then runs one loop per device.
+//! config may continue it). `rank_loop.rs` then runs one loop per device.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::tensor::backend::AutodiffBackend;
-use ire_data::{Batch, Loader};
-use ire_llama::{load_hf, IreOps, Llama, LlamaConfig};
-use ire_optim::{FusedUpdate, Schedule};
+use ire_data::Loader;
+use ire_llama::{load_hf, Llama, LlamaConfig};
+use ire_optim::TrainBackend;
 
 use crate::checkpoint::{self, TrainerState};
 use crate::dp::{self, Rank};
-use crate::fault::Fault;
 use crate::memory::MemoryPlan;
 use crate::rank_loop::rank_loop;
+use crate::run::{Shared, TrainOptions, TrainSummary};
 use crate::{resume, RunConfig, TrainError};
 
-/// How `ire train` was asked to run.
-#[derive(Debug, Clone, Default)]
-pub struct TrainOptions {
-    /// Continue from the newest checkpoint in the run directory.
-    pub resume: bool,
-    /// Stop (with a checkpoint) once this many steps are done, before `schedule.total`.
-    pub stop_at: Option<usize>,
-    /// Draw a progress bar on the terminal.
-    pub progress: bool,
-    /// Config keys (or sections) allowed to differ from the checkpoint's on resume.
-    pub allow_changes: Vec<String>,
-    /// Test hook: make one rank fail (see [`crate::fault`]).
-    pub fault: Option<Fault>,
-}
-
-/// What a finished (or stopped) run reports.
-#[derive(Debug, Clone)]
-pub struct TrainSummary {
-    /// Steps done.
-    pub steps: usize,
-    /// Last training loss.
-    pub train_loss: Option<f64>,
-    /// Last validation loss.
-    pub val_loss: Option<f64>,
-    /// The newest checkpoint.
-    pub checkpoint: Option<PathBuf>,
-    /// Whether the run stopped before `schedule.total` (a signal or `stop_at`).
-    pub interrupted: bool,
-    /// Whether it stopped because of a signal (SIGINT, SIGTERM, SIGHUP).
-    pub signalled: bool,
-}
-
-/// Read-only context shared by all ranks.
-pub(crate) struct Ctx {
-    pub cfg: RunConfig,
-    pub config_toml: String,
-    pub model_cfg: LlamaConfig,
-    pub run_dir: PathBuf,
-    pub schedule: Schedule,
-    pub train: Loader,
-    pub val: Batch,
-    pub seq_len: usize,
-    pub opts: TrainOptions,
-    pub peak_flops: f64,
-}
-
 /// Runs (or resumes) the training run described by `cfg` on `devices` (one replica each).
-pub fn train<B: AutodiffBackend + IreOps>(
+pub fn train<B: TrainBackend>(
     cfg: RunConfig,
     devices: Vec<B::Device>,
     opts: TrainOptions,
     peak_flops: f64,
-) -> Result<TrainSummary, TrainError>
-where
-    B::InnerBackend: IreOps + FusedUpdate,
-{
+) -> Result<TrainSummary, TrainError> {
     ire_llama::ops::cpu::tune();
     let run_dir = cfg.run.dir.clone();
     let start = starting_point(&cfg, &opts)?;
     std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
     // Written only now: a refused resume leaves the run's config as it was.
     let config_toml = cfg.to_toml();
-    ire_llama::write_atomic(
+    ire_core::fs::write_atomic(
         &run_dir.join(checkpoint::RUN_CONFIG_FILE),
         config_toml.as_bytes(),
     )?;
@@ -90,7 +40,7 @@ where
     let dataset = ire_data::prepare(&cfg.data, &data_dir)?;
     let tok_path = dataset.tokenizer_path();
     let tok_bytes = std::fs::read(&tok_path).map_err(|e| TrainError::io(&tok_path, e))?;
-    ire_llama::write_atomic(&run_dir.join(checkpoint::TOKENIZER_FILE), &tok_bytes)?;
+    ire_core::fs::write_atomic(&run_dir.join(checkpoint::TOKENIZER_FILE), &tok_bytes)?;
     let model_cfg = cfg.model.resolve()?;
     if model_cfg.vocab_size < dataset.vocab_size() {
         return Err(TrainError::config(
@@ -124,7 +74,7 @@ where
     log_run(&cfg, &model_cfg, devices.len(), seq_len);
     log_memory(&cfg, &model_cfg);
 
-    let ctx = Arc::new(Ctx {
+    let shared = Arc::new(Shared {
         schedule: cfg.schedule.build()?,
         config_toml,
         model_cfg,
@@ -136,7 +86,7 @@ where
         peak_flops,
         cfg,
     });
-    run_ranks::<B>(&ctx, devices, model, state, ckpt)
+    run_ranks::<B>(&shared, devices, model, state, ckpt)
 }
 
 /// Where the run starts: `None` for a fresh run (refusing a directory that already holds a
@@ -231,16 +181,13 @@ fn log_run(cfg: &RunConfig, model_cfg: &LlamaConfig, world: usize, seq_len: usiz
 
 /// Runs one [`rank_loop`] per device (rank 0 on this thread) and returns rank 0's summary, or
 /// the first error that is not just "another rank failed".
-fn run_ranks<B: AutodiffBackend + IreOps>(
-    ctx: &Arc<Ctx>,
+fn run_ranks<B: TrainBackend>(
+    shared: &Arc<Shared>,
     devices: Vec<B::Device>,
     model: Llama<B>,
     state: TrainerState,
     ckpt: Option<PathBuf>,
-) -> Result<TrainSummary, TrainError>
-where
-    B::InnerBackend: IreOps + FusedUpdate,
-{
+) -> Result<TrainSummary, TrainError> {
     let world = devices.len();
     if world > 1 {
         dp::reset::<B>();
@@ -253,17 +200,17 @@ where
             .skip(1)
             .map(|(i, device)| {
                 let replica = model.clone().fork(device);
-                let (ctx, state, ckpt) = (ctx.clone(), state.clone(), ckpt.clone());
+                let (shared, state, ckpt) = (shared.clone(), state.clone(), ckpt.clone());
                 let device = device.clone();
                 let rank = Rank { index: i, world };
                 scope.spawn(move || {
-                    rank_loop::<B>(&ctx, rank, &device, replica, state, ckpt.as_deref())
+                    rank_loop::<B>(&shared, rank, &device, replica, state, ckpt.as_deref())
                 })
             })
             .collect();
         let rank = Rank { index: 0, world };
         let mut results = vec![rank_loop::<B>(
-            ctx,
+            shared,
             rank,
             &devices[0],
             model,

@@ -42,18 +42,19 @@ fn a_failure_on_one_rank_stops_every_rank_with_that_error() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Each phase, on rank 0 (which alone logs, evaluates and saves) or rank 1, as an error or
-    // a panic. AdmIRE refreshes its mask at iterations 3, 5, … (warm-up 2, interval 2).
+    // a panic, in step 3 (1-based, after the checkpoint of step 2). AdmIRE refreshes its mask
+    // before steps 4, 6, … (warm-up 2, interval 2).
     for (i, spec) in [
-        "0:2:report",
-        "1:2:report:panic",
+        "0:3:report",
+        "1:3:report:panic",
         "1:0:setup",
         "0:0:setup:panic",
-        "1:3:refresh",
-        "0:3:refresh:panic",
-        "1:2:micro",
-        "0:2:micro:panic",
-        "1:2:update",
-        "0:2:update:panic",
+        "1:4:refresh",
+        "0:4:refresh:panic",
+        "1:3:micro",
+        "0:3:micro:panic",
+        "1:3:update",
+        "0:3:update:panic",
     ]
     .iter()
     .enumerate()
@@ -90,7 +91,7 @@ fn a_non_finite_step_is_never_applied_and_skip_continues_the_run() {
     let err = train_within(
         config(&run, &data, "adamw", 2, 1, 8),
         1,
-        with_fault("0:4:nan"),
+        with_fault("0:5:nan"),
         Duration::from_secs(120),
     )
     .unwrap_err();
@@ -111,7 +112,7 @@ fn a_non_finite_step_is_never_applied_and_skip_continues_the_run() {
     let run = tmp.path().join("skip");
     let mut cfg = config(&run, &data, "adamw", 2, 1, 8);
     cfg.guard.nonfinite = NonFinitePolicy::Skip;
-    let s = train_within(cfg, 1, with_fault("0:4:nan"), Duration::from_secs(120)).unwrap();
+    let s = train_within(cfg, 1, with_fault("0:5:nan"), Duration::from_secs(120)).unwrap();
     assert_eq!(s.steps, 8);
     let state = checkpoint::read_state(&checkpoint_path(&run, 8)).unwrap();
     assert_eq!(state.skipped_steps, 1);
@@ -128,7 +129,7 @@ fn a_non_finite_step_is_never_applied_and_skip_continues_the_run() {
     let mut cfg = config(&run, &data, "adamw", 2, 1, 8);
     cfg.guard.nonfinite = NonFinitePolicy::Skip;
     cfg.guard.max_skipped = 0;
-    let err = train_within(cfg, 1, with_fault("0:4:nan"), Duration::from_secs(120)).unwrap_err();
+    let err = train_within(cfg, 1, with_fault("0:5:nan"), Duration::from_secs(120)).unwrap_err();
     assert!(err.to_string().contains("guard.max_skipped"), "{err}");
 }
 

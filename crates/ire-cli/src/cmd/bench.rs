@@ -120,12 +120,14 @@ fn step(a: StepArgs) -> anyhow::Result<serde_json::Value> {
         batch: a.batch,
         steps: a.steps,
         warmup: a.warmup,
-        optim,
+        which: optim,
+        optim: StepBench::default_optim(),
+        lr: 1e-3,
         precision,
         profile: a.profile,
         peak_flops: a.peak_flops.unwrap_or(crate::backend::DEFAULT_PEAK_FLOPS),
     };
-    let mut out = step_bench::<crate::backend::TrainBackend>(&settings, &device);
+    let mut out = step_bench::<crate::backend::Training>(&settings, &device);
     out["impl"] = "ire".into();
     out["preset"] = a.preset.into();
     out["device"] = a.device.into();

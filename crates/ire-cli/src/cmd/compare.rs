@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use ire_train::compare::{draw, RunCurves};
-use ire_train::groups::{group_table, load_groups, singletons};
+use ire_lab::charts::draw;
+use ire_lab::curves::RunCurves;
+use ire_lab::groups::{group_table, load_groups, singletons};
 
 /// Arguments of `ire compare`.
 #[derive(clap::Args, Debug)]

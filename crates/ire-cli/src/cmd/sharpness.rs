@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use ire_train::sharpness::{append_record, measure, read_records, SharpnessSettings};
+use ire_lab::sharpness::{append_record, measure, read_records, SharpnessSettings};
 
 /// Arguments of `ire sharpness`.
 #[derive(clap::Args, Debug)]
@@ -76,12 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let record = match known {
             Some(r) if !args.force => r.clone(),
             _ => {
-                let r = measure::<crate::backend::TrainBackend>(
-                    &args.run_dir,
-                    step,
-                    settings,
-                    &device,
-                )?;
+                let r =
+                    measure::<crate::backend::Training>(&args.run_dir, step, settings, &device)?;
                 append_record(&args.run_dir, &r)?;
                 r
             }

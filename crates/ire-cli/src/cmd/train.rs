@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         fault: ire_train::fault::Fault::from_env()?,
     };
     let run_dir = cfg.run.dir.clone();
-    let summary = ire_train::train::<crate::backend::TrainBackend>(cfg, devices, opts, peak)?;
+    let summary = ire_train::train::<crate::backend::Training>(cfg, devices, opts, peak)?;
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
     println!(
         "{} after {} steps: train loss {}, val loss {}; checkpoint {}; metrics {}",

@@ -15,6 +15,7 @@ use burn::tensor::TensorPrimitive;
 
 use super::{CeOutput, CeTarget};
 use crate::precision::{cast_to, widen};
+use crate::rope::{rope, rope_backward};
 
 fn t<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(p))
@@ -121,37 +122,6 @@ fn flat<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
 
 fn reshape<B: Backend>(x: FloatTensor<B>, dims: &[usize]) -> FloatTensor<B> {
     B::float_reshape(x, dims.to_vec().into())
-}
-
-/// RoPE on `[B, S, H, hd]` with tables `[S, hd]`: `x·cos + rotate_half(x)·sin`.
-pub fn rope<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
-    let [s, hd] = cos.dims();
-    let (cos, sin) = (cos.reshape([1, s, 1, hd]), sin.reshape([1, s, 1, hd]));
-    x.clone() * cos + rotate_half(x) * sin
-}
-
-/// The transpose of [`rope`]: `dx = g·cos + rotate_halfᵀ(g·sin)`, `rotate_halfᵀ([a, b]) = [b, −a]`.
-fn rope_backward<B: Backend>(
-    g: Tensor<B, 4>,
-    cos: Tensor<B, 2>,
-    sin: Tensor<B, 2>,
-) -> Tensor<B, 4> {
-    let [s, hd] = cos.dims();
-    let (cos, sin) = (cos.reshape([1, s, 1, hd]), sin.reshape([1, s, 1, hd]));
-    let gs = g.clone() * sin;
-    let (a, b) = (
-        gs.clone().narrow(3, 0, hd / 2),
-        gs.narrow(3, hd / 2, hd / 2),
-    );
-    g * cos + Tensor::cat(vec![b, a.neg()], 3)
-}
-
-/// `[x₁, x₂] → [−x₂, x₁]` on the last axis.
-fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let hd = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, hd / 2);
-    let x2 = x.narrow(3, hd / 2, hd / 2);
-    Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
 /// `[B, H, S, m] @ [B, KVH, m, n]` → `[B, H, S, n]`, query head `i` against kv head

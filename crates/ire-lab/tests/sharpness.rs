@@ -1,12 +1,13 @@
-//! `ire_train::sharpness` on a trained tiny Llama: the flat loss closure is the model's loss
+//! `ire_lab::sharpness` on a trained tiny Llama: the flat loss closure is the model's loss
 //! (its gradient matches finite differences of the loss along a direction), the Hessian-vector
 //! products it gives are symmetric and in the linear regime of the finite differences, and a
 //! measurement is recorded and read back.
 
+#[path = "../../ire-train/tests/common/mod.rs"]
 mod common;
 
+use ire_lab::sharpness::{append_record, measure, read_records, FlatLoss, SharpnessSettings};
 use ire_optim::sharpness::{default_step, hessian_vector, hutchinson_trace, Probing};
-use ire_train::sharpness::{append_record, measure, read_records, FlatLoss, SharpnessSettings};
 
 fn trained_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();

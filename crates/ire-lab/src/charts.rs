@@ -1,8 +1,6 @@
-//! `ire compare`: loss curves of several runs against steps, tokens and wall time (PNG + SVG);
-//! the table and seed grouping are in [`crate::groups`].
-//!
-//! Speed-up (paper Fig. 4): for a baseline B and a candidate A, the first step at which A's
-//! validation loss reaches B's final validation loss, and B's total steps divided by that step.
+//! `ire compare`'s charts: loss curves of run groups against steps, tokens and wall time, and
+//! sharpness against steps when measured (PNG + SVG). The table and seed grouping are in
+//! [`crate::groups`].
 
 use std::path::{Path, PathBuf};
 
@@ -10,85 +8,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::groups::{GroupPoint, RunGroup};
-use crate::metrics::{read_metrics, MetricLine};
-use crate::sharpness::{read_records, SharpnessRecord};
-use crate::TrainError;
-
-/// One run's curves.
-#[derive(Debug, Clone)]
-pub struct RunCurves {
-    /// Display name (the run directory's name).
-    pub name: String,
-    /// Train lines in step order.
-    pub train: Vec<MetricLine>,
-    /// Validation lines in step order.
-    pub val: Vec<MetricLine>,
-    /// `ire sharpness` measurements (`sharpness.jsonl`), in file order; empty when none.
-    pub sharpness: Vec<SharpnessRecord>,
-}
-
-impl RunCurves {
-    /// Reads `RUN_DIR/metrics.jsonl`.
-    pub fn load(run_dir: &Path) -> Result<Self, TrainError> {
-        let path = run_dir.join("metrics.jsonl");
-        if !path.exists() {
-            return Err(TrainError::checkpoint(
-                run_dir,
-                "no metrics.jsonl here; is this a run directory of `ire train`?",
-            ));
-        }
-        let lines = read_metrics(&path)?;
-        let (val, train): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| l.split == "val");
-        let name = run_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| run_dir.display().to_string());
-        let sharpness = read_records(run_dir)?;
-        Ok(Self {
-            name,
-            train,
-            val,
-            sharpness,
-        })
-    }
-
-    /// Last validation loss.
-    pub fn final_val(&self) -> Option<f64> {
-        self.val.last().map(|l| l.loss)
-    }
-
-    /// Last training loss.
-    pub fn final_train(&self) -> Option<f64> {
-        self.train.last().map(|l| l.loss)
-    }
-
-    /// Total steps of the run.
-    pub fn total_steps(&self) -> usize {
-        self.train
-            .last()
-            .map(|l| l.step)
-            .unwrap_or(0)
-            .max(self.val.last().map(|l| l.step).unwrap_or(0))
-    }
-}
-
-/// The paper's speed-up of `candidate` over `baseline`: `(first step where candidate's val loss
-/// ≤ baseline's final val loss, baseline total steps / that step)`; `None` if never reached.
-pub fn speedup(baseline: &RunCurves, candidate: &RunCurves) -> Option<(usize, f64)> {
-    let target = baseline.final_val()?;
-    let curve = candidate.val.iter().map(|l| (l.step, l.loss));
-    first_reach(curve, target, baseline.total_steps())
-}
-
-/// The first `(step, loss)` of `curve` with loss ≤ `target`, and `baseline_steps / step`.
-pub(crate) fn first_reach(
-    mut curve: impl Iterator<Item = (usize, f64)>,
-    target: f64,
-    baseline_steps: usize,
-) -> Option<(usize, f64)> {
-    let (step, _) = curve.find(|&(_, loss)| loss <= target)?;
-    Some((step, baseline_steps as f64 / step.max(1) as f64))
-}
+use crate::LabError;
 
 /// The x axis of a chart.
 #[derive(Debug, Clone, Copy)]
@@ -137,9 +57,9 @@ fn register_font() {
 /// Draws `loss_vs_{steps,tokens,wall}.{png,svg}` into `out_dir`: per group its mean training
 /// curve (thin), mean validation curve (thick, with points) and, for several seeds, the
 /// min–max band of the validation losses; returns the files written.
-pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, LabError> {
     register_font();
-    std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| LabError::io(out_dir, e))?;
     let mut written = Vec::new();
     for axis in [XAxis::Step, XAxis::Tokens, XAxis::Wall] {
         let png = out_dir.join(format!("loss_vs_{}.png", axis.slug()));
@@ -149,7 +69,7 @@ pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, TrainErro
             runs,
             axis,
         )
-        .map_err(|e| TrainError::Plot {
+        .map_err(|e| LabError::Plot {
             path: png.clone(),
             message: e,
         })?;
@@ -158,7 +78,7 @@ pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, TrainErro
             runs,
             axis,
         )
-        .map_err(|e| TrainError::Plot {
+        .map_err(|e| LabError::Plot {
             path: svg.clone(),
             message: e,
         })?;
@@ -181,7 +101,7 @@ pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, TrainErro
                     runs,
                 ),
             };
-            drawn.map_err(|e| TrainError::Plot {
+            drawn.map_err(|e| LabError::Plot {
                 path: path.clone(),
                 message: e,
             })?;
@@ -273,19 +193,7 @@ fn draw_chart<DB: DrawingBackend>(
         .iter()
         .map(|g| (g.train_curve(), g.val_curve()))
         .collect();
-    let (mut x_max, mut y_min, mut y_max) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for p in curves.iter().flat_map(|(t, v)| t.iter().chain(v.iter())) {
-        x_max = x_max.max(axis.value(p));
-        for y in [p.loss.min, p.loss.max] {
-            if y.is_finite() {
-                y_min = y_min.min(y);
-                y_max = y_max.max(y);
-            }
-        }
-    }
-    if !y_min.is_finite() {
-        (y_min, y_max) = (0.0, 1.0);
-    }
+    let (x_max, y_min, y_max) = bounds(&curves, axis);
     let pad = ((y_max - y_min) * 0.05).max(1e-3);
     let mut chart = ChartBuilder::on(&area)
         .caption(format!("loss vs {}", axis.label()), ("sans-serif", 24))
@@ -309,20 +217,9 @@ fn draw_chart<DB: DrawingBackend>(
         let finite = |p: &&GroupPoint| p.loss.mean.is_finite();
         let xy = |p: &GroupPoint| (axis.value(p), p.loss.mean);
         if g.runs.len() > 1 {
-            let band: Vec<(f64, f64)> = val
-                .iter()
-                .filter(|p| p.loss.min.is_finite() && p.loss.max.is_finite())
-                .map(|p| (axis.value(p), p.loss.min))
-                .chain(
-                    val.iter()
-                        .rev()
-                        .filter(|p| p.loss.max.is_finite())
-                        .map(|p| (axis.value(p), p.loss.max)),
-                )
-                .collect();
             chart
                 .draw_series(std::iter::once(Polygon::new(
-                    band,
+                    band(val, axis),
                     color.mix(0.18).filled(),
                 )))
                 .map_err(err)?;
@@ -352,6 +249,38 @@ fn draw_chart<DB: DrawingBackend>(
             .map_err(err)?;
     }
     finish(chart, &area)
+}
+
+/// The largest x, and the smallest and largest finite loss (0..1 when there is none).
+fn bounds(curves: &[(Vec<GroupPoint>, Vec<GroupPoint>)], axis: XAxis) -> (f64, f64, f64) {
+    let (mut x_max, mut y_min, mut y_max) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    for p in curves.iter().flat_map(|(t, v)| t.iter().chain(v.iter())) {
+        x_max = x_max.max(axis.value(p));
+        for y in [p.loss.min, p.loss.max] {
+            if y.is_finite() {
+                y_min = y_min.min(y);
+                y_max = y_max.max(y);
+            }
+        }
+    }
+    if !y_min.is_finite() {
+        (y_min, y_max) = (0.0, 1.0);
+    }
+    (x_max, y_min, y_max)
+}
+
+/// The outline of the seeds' min–max band of a validation curve.
+fn band(val: &[GroupPoint], axis: XAxis) -> Vec<(f64, f64)> {
+    val.iter()
+        .filter(|p| p.loss.min.is_finite() && p.loss.max.is_finite())
+        .map(|p| (axis.value(p), p.loss.min))
+        .chain(
+            val.iter()
+                .rev()
+                .filter(|p| p.loss.max.is_finite())
+                .map(|p| (axis.value(p), p.loss.max)),
+        )
+        .collect()
 }
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;

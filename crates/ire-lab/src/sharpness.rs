@@ -7,6 +7,10 @@
 //! into the model, takes the mean loss over the windows (in chunks of the run's micro-batch),
 //! backpropagates and flattens the gradient in the same order. Results are appended to
 //! `RUN/sharpness.jsonl`, one line per checkpoint and setting.
+//!
+//! The gradient is not the trainer's `ire_train::step::forward_backward`: the windows are cut
+//! into chunks of unequal size, weighted by their share, and summed in f64, the precision the
+//! finite differences of gradients need.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,14 +23,19 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use ire_data::{Batch, Loader};
 use ire_llama::params::{named_values, replace_values};
-use ire_llama::{load_hf, IreOps, Llama};
+use ire_llama::{load_hf, Llama};
 use ire_optim::sharpness::{default_step, hutchinson_trace, top_eigenvalue, Probing};
 use ire_optim::OptimError;
+use ire_optim::TrainBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{checkpoint_path, newest_good, verify};
-use crate::rank_loop::to_tensors;
-use crate::{RunConfig, TrainError};
+use ire_train::checkpoint::{
+    checkpoint_path, list_checkpoints, newest_good, verify, RUN_CONFIG_FILE,
+};
+use ire_train::step::batch_tensors;
+use ire_train::RunConfig;
+
+use crate::LabError;
 
 /// File of the results, in the run directory.
 pub const SHARPNESS_FILE: &str = "sharpness.jsonl";
@@ -95,7 +104,7 @@ pub struct FlatLoss<B: AutodiffBackend> {
     device: B::Device,
 }
 
-impl<B: AutodiffBackend + IreOps> FlatLoss<B> {
+impl<B: TrainBackend> FlatLoss<B> {
     /// Loads the checkpoint of `run_dir` at `step` (its newest good one when `None`) and the
     /// run's first `windows` validation windows; returns the checkpoint's step too.
     pub fn load(
@@ -103,7 +112,7 @@ impl<B: AutodiffBackend + IreOps> FlatLoss<B> {
         step: Option<usize>,
         windows: usize,
         device: &B::Device,
-    ) -> Result<(usize, Self), TrainError> {
+    ) -> Result<(usize, Self), LabError> {
         let (step, ckpt) = checkpoint_at(run_dir, step)?;
         let (val, micro) = validation_windows(run_dir, windows)?;
         let model = load_hf::<B>(&ckpt, device)?;
@@ -146,12 +155,12 @@ impl<B: AutodiffBackend + IreOps> FlatLoss<B> {
 }
 
 /// Measures the checkpoint of `run_dir` at `step` (its newest good one when `None`).
-pub fn measure<B: AutodiffBackend + IreOps>(
+pub fn measure<B: TrainBackend>(
     run_dir: &Path,
     step: Option<usize>,
     settings: SharpnessSettings,
     device: &B::Device,
-) -> Result<SharpnessRecord, TrainError> {
+) -> Result<SharpnessRecord, LabError> {
     let t0 = Instant::now();
     let (step, f) = FlatLoss::<B>::load(run_dir, step, settings.windows, device)?;
     let theta = f.theta();
@@ -177,13 +186,13 @@ pub fn measure<B: AutodiffBackend + IreOps>(
 }
 
 /// The verified checkpoint folder of `step`, or the newest good one.
-fn checkpoint_at(run_dir: &Path, step: Option<usize>) -> Result<(usize, PathBuf), TrainError> {
+fn checkpoint_at(run_dir: &Path, step: Option<usize>) -> Result<(usize, PathBuf), LabError> {
     match step {
         Some(s) => {
             let dir = checkpoint_path(run_dir, s);
             if !dir.is_dir() {
-                let have = crate::checkpoint::list_checkpoints(run_dir)?;
-                return Err(TrainError::checkpoint(
+                let have = list_checkpoints(run_dir)?;
+                return Err(LabError::run(
                     &dir,
                     format!("no checkpoint of step {s}; the run has steps {have:?}"),
                 ));
@@ -192,16 +201,16 @@ fn checkpoint_at(run_dir: &Path, step: Option<usize>) -> Result<(usize, PathBuf)
             Ok((s, dir))
         }
         None => newest_good(run_dir)?
-            .ok_or_else(|| TrainError::checkpoint(run_dir, "no good checkpoint in this run")),
+            .ok_or_else(|| LabError::run(run_dir, "no good checkpoint in this run")),
     }
 }
 
 /// The run's first `n` fixed validation windows (as its evaluation uses) and its micro-batch.
-fn validation_windows(run_dir: &Path, n: usize) -> Result<(Batch, usize), TrainError> {
+fn validation_windows(run_dir: &Path, n: usize) -> Result<(Batch, usize), LabError> {
     if n == 0 {
-        return Err(TrainError::config("--windows", "at least 1"));
+        return Err(LabError::config("--windows", "at least 1"));
     }
-    let cfg = RunConfig::load(&run_dir.join(crate::checkpoint::RUN_CONFIG_FILE), &[])?;
+    let cfg = RunConfig::load(&run_dir.join(RUN_CONFIG_FILE), &[])?;
     let dataset = ire_data::prepare(&cfg.data, &cfg.data.prepared_dir())?;
     let model_cfg = cfg.model.resolve()?;
     let seq_len = cfg.seq_len(&model_cfg);
@@ -234,7 +243,7 @@ fn with_values<B: AutodiffBackend>(
 
 /// Mean loss over `val` and its gradient, flat in visiting order (zeros for a parameter the
 /// loss does not reach).
-fn loss_and_grad<B: AutodiffBackend + IreOps>(
+fn loss_and_grad<B: TrainBackend>(
     model: &Llama<B>,
     val: &Batch,
     micro: usize,
@@ -245,7 +254,7 @@ fn loss_and_grad<B: AutodiffBackend + IreOps>(
     let mut start = 0;
     while start < val.batch {
         let n = micro.max(1).min(val.batch - start);
-        let (x, y) = to_tensors::<B>(&val.rows(start, n), device);
+        let (x, y) = batch_tensors::<B>(&val.rows(start, n), device);
         let share = n as f64 / val.batch as f64;
         let loss = model.loss(x, y);
         total += loss.clone().into_scalar().elem::<f64>() * share;
@@ -289,19 +298,19 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
 }
 
 /// The records of `run_dir`'s `sharpness.jsonl` (none when it does not exist).
-pub fn read_records(run_dir: &Path) -> Result<Vec<SharpnessRecord>, TrainError> {
+pub fn read_records(run_dir: &Path) -> Result<Vec<SharpnessRecord>, LabError> {
     let path = run_dir.join(SHARPNESS_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(TrainError::io(&path, e)),
+        Err(e) => return Err(LabError::io(&path, e)),
     };
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
-                TrainError::checkpoint(
+                LabError::run(
                     &path,
                     format!("line {}: not a sharpness record: {e}", i + 1),
                 )
@@ -311,16 +320,15 @@ pub fn read_records(run_dir: &Path) -> Result<Vec<SharpnessRecord>, TrainError> 
 }
 
 /// Appends `record` to `run_dir`'s `sharpness.jsonl`.
-pub fn append_record(run_dir: &Path, record: &SharpnessRecord) -> Result<(), TrainError> {
+pub fn append_record(run_dir: &Path, record: &SharpnessRecord) -> Result<(), LabError> {
     let path = run_dir.join(SHARPNESS_FILE);
-    let line =
-        serde_json::to_string(record).map_err(|e| TrainError::checkpoint(&path, e.to_string()))?;
+    let line = serde_json::to_string(record).map_err(|e| LabError::run(&path, e.to_string()))?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .map_err(|e| TrainError::io(&path, e))?;
+        .map_err(|e| LabError::io(&path, e))?;
     writeln!(f, "{line}")
         .and_then(|_| f.sync_all())
-        .map_err(|e| TrainError::io(&path, e))
+        .map_err(|e| LabError::io(&path, e))
 }

@@ -9,9 +9,12 @@
 
 use std::path::Path;
 
-use crate::compare::{first_reach, RunCurves};
+use ire_train::checkpoint::RUN_CONFIG_FILE;
+use ire_train::metrics::MetricLine;
+
+use crate::curves::{first_reach, RunCurves};
 use crate::sharpness::SharpnessRecord;
-use crate::TrainError;
+use crate::LabError;
 
 /// Seeds of one config.
 #[derive(Debug, Clone)]
@@ -169,13 +172,13 @@ impl RunGroup {
 }
 
 /// Per step present in every series: the spread of the losses and the mean x values.
-fn curve(series: Vec<&[crate::metrics::MetricLine]>) -> Vec<GroupPoint> {
+fn curve(series: Vec<&[MetricLine]>) -> Vec<GroupPoint> {
     let Some(first) = series.first() else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for line in first.iter() {
-        let at: Vec<&crate::metrics::MetricLine> = series
+        let at: Vec<&MetricLine> = series
             .iter()
             .filter_map(|s| s.iter().find(|l| l.step == line.step))
             .collect();
@@ -217,12 +220,12 @@ pub fn group_speedup(baseline: &RunGroup, candidate: &RunGroup) -> Option<GroupS
 
 /// What identifies a run's config for grouping: its `config.toml` without `run.seed`,
 /// `run.name` and `run.dir`; a run without one is a group of its own.
-fn group_key(run_dir: &Path) -> Result<String, TrainError> {
-    let path = run_dir.join(crate::checkpoint::RUN_CONFIG_FILE);
+fn group_key(run_dir: &Path) -> Result<String, LabError> {
+    let path = run_dir.join(RUN_CONFIG_FILE);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(format!("dir:{}", run_dir.display()));
     };
-    let mut value: toml::Value = toml::from_str(&text).map_err(|e| TrainError::Config {
+    let mut value: toml::Value = toml::from_str(&text).map_err(|e| LabError::Config {
         key: path.display().to_string(),
         message: e.message().to_string(),
     })?;
@@ -243,7 +246,7 @@ fn strip_seed(name: &str) -> &str {
 }
 
 /// Loads `run_dirs` and groups them by config, groups in order of their first run.
-pub fn load_groups(run_dirs: &[impl AsRef<Path>]) -> Result<Vec<RunGroup>, TrainError> {
+pub fn load_groups(run_dirs: &[impl AsRef<Path>]) -> Result<Vec<RunGroup>, LabError> {
     let mut keyed: Vec<(String, RunGroup)> = Vec::new();
     for dir in run_dirs {
         let dir = dir.as_ref();
@@ -352,7 +355,7 @@ pub fn group_table(groups: &[RunGroup]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::MetricLine;
+    use ire_train::metrics::MetricLine;
 
     fn line(split: &str, step: usize, loss: f64, wall_s: f64) -> MetricLine {
         MetricLine {

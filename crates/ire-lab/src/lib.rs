@@ -1,0 +1,23 @@
+//! `ire-lab`: analysis of finished training runs, apart from training so that `ire-train`
+//! stays the loop and does not depend on a plotting library.
+//!
+//! - [`curves`]: one run's `metrics.jsonl` (and `sharpness.jsonl`) as [`RunCurves`], and the
+//!   paper's speed-up of one run over another.
+//! - [`groups`]: runs whose configs differ only in the seed as one [`RunGroup`] — mean curve,
+//!   min–max band, final loss mean ± std, speed-ups per seed and on the mean curve, the table.
+//! - [`charts`]: the PNG/SVG charts of `ire compare`.
+//! - [`sharpness`]: Hutchinson's Tr(∇²L) and λ_max of a checkpoint's validation loss
+//!   (`ire sharpness`), recorded in `RUN/sharpness.jsonl`.
+//!
+//! A later study tool (sweeps, fitted speed-ups) belongs here too.
+#![warn(missing_docs)]
+
+pub mod charts;
+pub mod curves;
+mod error;
+pub mod groups;
+pub mod sharpness;
+
+pub use curves::RunCurves;
+pub use error::LabError;
+pub use groups::RunGroup;
