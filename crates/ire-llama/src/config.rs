@@ -437,4 +437,263 @@ mod tests {
             .to_string();
         assert!(err.contains("vocab_size"), "{err}");
     }
+
+    /// The tiny preset's config.json with `edits` applied to its top-level keys (`Some` sets,
+    /// `None` removes), read back.
+    fn read_edited(edits: &[(&str, Option<Value>)]) -> Result<LlamaConfig, LlamaError> {
+        let mut v = LlamaConfig::preset("tiny")
+            .unwrap()
+            .to_hf_value(&Map::new());
+        let obj = v.as_object_mut().unwrap();
+        for (key, val) in edits {
+            match val {
+                Some(x) => obj.insert(key.to_string(), x.clone()),
+                None => obj.remove(*key),
+            };
+        }
+        LlamaConfig::from_hf_value(&v, "cfg.json")
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_whatever_their_value() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        let got = read_edited(&[
+            ("architectures", Some(json!("anything"))),
+            ("transformers_version", Some(json!(5))),
+            ("bos_token_id", Some(json!([1, 2]))),
+            ("eos_token_id", Some(json!(null))),
+            ("use_cache", Some(json!("yes"))),
+            ("attention_dropout", Some(json!({"p": 0.1}))),
+            ("pretraining_tp", Some(json!(null))),
+            ("some_future_key", Some(json!({"a": [1]}))),
+        ]);
+        assert_eq!(got.unwrap(), tiny);
+    }
+
+    #[test]
+    fn absent_or_null_optional_keys_take_the_defaults() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        let optional = [
+            "num_key_value_heads",
+            "rms_norm_eps",
+            "rope_theta",
+            "rope_parameters",
+            "rope_scaling",
+            "tie_word_embeddings",
+            "initializer_range",
+            "head_dim",
+            "attention_bias",
+            "mlp_bias",
+            "dtype",
+            "torch_dtype",
+        ];
+        let absent: Vec<_> = optional.iter().map(|k| (*k, None)).collect();
+        let absent = [&absent[..], &[("model_type", None), ("hidden_act", None)]].concat();
+        assert_eq!(read_edited(&absent).unwrap(), tiny);
+        let null: Vec<_> = optional.iter().map(|k| (*k, Some(json!(null)))).collect();
+        assert_eq!(read_edited(&null).unwrap(), tiny);
+        let same = [
+            ("attention_bias", Some(json!(false))),
+            ("mlp_bias", Some(json!(false))),
+            ("hidden_activation", Some(json!("silu"))),
+            ("torch_dtype", Some(json!("bfloat16"))),
+            ("dtype", Some(json!("float16"))),
+        ];
+        assert_eq!(read_edited(&same).unwrap(), tiny);
+    }
+
+    #[test]
+    fn numbers_and_rope_theta_read_as_in_both_styles() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        let with = |f: fn(&mut LlamaConfig)| {
+            let mut c = tiny.clone();
+            f(&mut c);
+            c
+        };
+        let floats_as_integers = [
+            ("rms_norm_eps", Some(json!(1))),
+            ("initializer_range", Some(json!(1))),
+        ];
+        let expected = with(|c| {
+            c.rms_norm_eps = 1.0;
+            c.initializer_range = 1.0;
+        });
+        assert_eq!(read_edited(&floats_as_integers).unwrap(), expected);
+        // rope_parameters' θ wins over the top level's, which is the fallback.
+        let nested = [
+            ("rope_theta", Some(json!(0))),
+            (
+                "rope_parameters",
+                Some(json!({"rope_theta": 500000, "factor": 2.0})),
+            ),
+        ];
+        let expected = with(|c| c.rope_theta = 500000.0);
+        assert_eq!(read_edited(&nested).unwrap(), expected);
+        let top = [
+            ("rope_theta", Some(json!(20000.0))),
+            ("rope_parameters", Some(json!({"rope_type": "default"}))),
+        ];
+        assert_eq!(read_edited(&top).unwrap(), with(|c| c.rope_theta = 20000.0));
+        let gqa_tied = [
+            ("num_key_value_heads", Some(json!(2))),
+            ("tie_word_embeddings", Some(json!(true))),
+        ];
+        let expected = with(|c| {
+            c.num_key_value_heads = 2;
+            c.tie_word_embeddings = true;
+        });
+        assert_eq!(read_edited(&gqa_tied).unwrap(), expected);
+    }
+
+    /// Asserts that [`read_edited`] with `edits` is an error naming `field` and the file.
+    fn assert_rejected(edits: &[(&str, Option<Value>)], field: &str) {
+        let err = match read_edited(edits) {
+            Ok(c) => panic!("{edits:?} accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(field) && err.contains("cfg.json"), "{err}");
+    }
+
+    #[test]
+    fn bad_counts_are_errors_naming_the_field() {
+        for root in [json!([]), json!("x"), json!(null), json!(1)] {
+            let err = LlamaConfig::from_hf_value(&root, "cfg.json").unwrap_err();
+            assert!(err.to_string().contains("cfg.json"), "{err}");
+        }
+        for field in [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+        ] {
+            assert_rejected(&[(field, None)], field);
+            for bad in [json!(null), json!(64.0), json!(-1), json!("64"), json!(0)] {
+                assert_rejected(&[(field, Some(bad))], field);
+            }
+        }
+        for bad in [
+            json!(64.0),
+            json!(-1),
+            json!("2"),
+            json!(0),
+            json!(3),
+            json!(true),
+        ] {
+            assert_rejected(&[("num_key_value_heads", Some(bad))], "num_key_value_heads");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_field() {
+        for (field, bads) in [
+            (
+                "model_type",
+                vec![
+                    json!(null),
+                    json!("mistral"),
+                    json!(1),
+                    json!({"llama": null}),
+                ],
+            ),
+            (
+                "hidden_act",
+                vec![json!(null), json!("gelu"), json!(["silu"])],
+            ),
+            (
+                "hidden_activation",
+                vec![json!(null), json!("gelu_pytorch_tanh")],
+            ),
+            (
+                "attention_bias",
+                vec![json!(true), json!("false"), json!(0)],
+            ),
+            ("mlp_bias", vec![json!(true), json!(1)]),
+            (
+                "rope_scaling",
+                vec![json!({}), json!("linear"), json!(0), json!(false)],
+            ),
+            ("rope_theta", vec![json!("1e4"), json!(true)]),
+            ("rms_norm_eps", vec![json!("x"), json!(0), json!(-1e-6)]),
+            ("initializer_range", vec![json!("x"), json!(0.0)]),
+            ("tie_word_embeddings", vec![json!("yes"), json!(0)]),
+            ("dtype", vec![json!("int8"), json!(32), json!("Float32")]),
+            ("torch_dtype", vec![json!("float64"), json!(["float32"])]),
+            (
+                "head_dim",
+                vec![json!(32), json!(64.0), json!("64"), json!(-1), json!(0)],
+            ),
+            (
+                "rope_parameters",
+                vec![json!([]), json!(["default", 1e4]), json!("x"), json!(1)],
+            ),
+        ] {
+            for bad in bads {
+                assert_rejected(&[(field, Some(bad))], field);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_rope_parameters_are_errors_naming_the_field() {
+        for (bad, field) in [
+            (json!({"rope_type": null}), "rope_type"),
+            (json!({"rope_type": "linear", "factor": 2.0}), "rope_type"),
+            (json!({"rope_theta": null}), "rope_theta"),
+            (json!({"rope_theta": "x"}), "rope_theta"),
+            (json!({"rope_theta": 0}), "rope_theta"),
+        ] {
+            assert_rejected(&[("rope_parameters", Some(bad))], field);
+        }
+        // The top-level θ counts (and is checked) only without rope_parameters' θ.
+        for bad in [json!(0), json!(-1.0)] {
+            assert_rejected(
+                &[("rope_theta", Some(bad)), ("rope_parameters", None)],
+                "rope_theta",
+            );
+        }
+    }
+
+    #[test]
+    fn writes_the_same_config_json_bytes() {
+        let mut extra = Map::new();
+        extra.insert("bos_token_id".into(), json!(50256));
+        let text =
+            serde_json::to_string_pretty(&LlamaConfig::preset("tiny").unwrap().to_hf_value(&extra))
+                .unwrap();
+        let expected = r#"{
+  "architectures": [
+    "LlamaForCausalLM"
+  ],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "bos_token_id": 50256,
+  "dtype": "float32",
+  "head_dim": 64,
+  "hidden_act": "silu",
+  "hidden_size": 256,
+  "initializer_range": 0.02,
+  "intermediate_size": 688,
+  "max_position_embeddings": 256,
+  "mlp_bias": false,
+  "model_type": "llama",
+  "num_attention_heads": 4,
+  "num_hidden_layers": 4,
+  "num_key_value_heads": 4,
+  "pretraining_tp": 1,
+  "rms_norm_eps": 1e-6,
+  "rope_parameters": {
+    "rope_theta": 10000.0,
+    "rope_type": "default"
+  },
+  "rope_scaling": null,
+  "rope_theta": 10000.0,
+  "tie_word_embeddings": false,
+  "torch_dtype": "float32",
+  "use_cache": true,
+  "vocab_size": 8192
+}"#;
+        assert_eq!(text, expected);
+    }
 }
