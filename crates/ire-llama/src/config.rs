@@ -1,9 +1,11 @@
 //! `LlamaConfig`: the model's shape with Hugging Face `config.json` field names, the named presets,
-//! the exact parameter count, and reading/writing HF `config.json` in both its styles.
+//! the exact parameter count, and reading/writing HF `config.json` in both its styles. Reading goes
+//! through `HfConfig`, a serde-derived form of the file (HF's names and defaults), which
+//! `HfConfig::into_config` resolves to a checked `LlamaConfig`.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::LlamaError;
@@ -188,142 +190,37 @@ impl LlamaConfig {
     }
 
     /// As [`LlamaConfig::from_hf_file`], from parsed JSON; `origin` names the source in errors.
+    ///
+    /// A value of the wrong JSON type, or a missing required field, is a [`LlamaError::Json`]
+    /// naming the field's path; a value ire does not support is a [`LlamaError::ConfigValue`].
     pub fn from_hf_value(value: &Value, origin: &str) -> Result<Self, LlamaError> {
-        let obj = value.as_object().ok_or_else(|| LlamaError::ConfigValue {
-            file: origin.into(),
-            field: "<root>".into(),
-            found: "not an object".into(),
-            expected: "a JSON object".into(),
+        // A derived struct would also read a JSON array (field by field, in order); HF's
+        // config.json and its `rope_parameters` are objects, so arrays stay rejected.
+        if !value.is_object() {
+            let found = "not an object".into();
+            return Err(config_value(origin, "<root>", found, "a JSON object"));
+        }
+        let params = value.get("rope_parameters");
+        if let Some(p) = params.filter(|p| !p.is_null() && !p.is_object()) {
+            return Err(config_value(
+                origin,
+                "rope_parameters",
+                p.to_string(),
+                "an object",
+            ));
+        }
+        let file: HfConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            // A missing field's path is the root, and serde's message names the field.
+            let message = match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                path => format!("field `{path}`: {}", e.inner()),
+            };
+            LlamaError::Json {
+                file: origin.into(),
+                message,
+            }
         })?;
-        let bad = |field: &str, found: &Value, expected: &str| LlamaError::ConfigValue {
-            file: origin.into(),
-            field: field.into(),
-            found: found.to_string(),
-            expected: expected.into(),
-        };
-        let get_usize = |field: &str| -> Result<usize, LlamaError> {
-            match obj.get(field) {
-                Some(v) => v
-                    .as_u64()
-                    .map(|x| x as usize)
-                    .ok_or_else(|| bad(field, v, "a non-negative integer")),
-                None => Err(bad(
-                    field,
-                    &Value::Null,
-                    "a non-negative integer (required)",
-                )),
-            }
-        };
-        let get_f64 = |field: &str, default: f64| -> Result<f64, LlamaError> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_f64().ok_or_else(|| bad(field, v, "a number")),
-            }
-        };
-        let get_bool = |field: &str, default: bool| -> Result<bool, LlamaError> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_bool().ok_or_else(|| bad(field, v, "true or false")),
-            }
-        };
-
-        if let Some(mt) = obj.get("model_type") {
-            if mt.as_str() != Some("llama") {
-                return Err(bad("model_type", mt, "\"llama\""));
-            }
-        }
-        for field in ["hidden_act", "hidden_activation"] {
-            if let Some(act) = obj.get(field) {
-                if act.as_str() != Some("silu") {
-                    return Err(bad(field, act, "\"silu\""));
-                }
-            }
-        }
-        for field in ["attention_bias", "mlp_bias"] {
-            if get_bool(field, false)? {
-                return Err(bad(
-                    field,
-                    &Value::Bool(true),
-                    "false (ire's Llama has no biases)",
-                ));
-            }
-        }
-        if let Some(scaling) = obj.get("rope_scaling") {
-            if !scaling.is_null() {
-                return Err(bad(
-                    "rope_scaling",
-                    scaling,
-                    "null (RoPE scaling is not supported)",
-                ));
-            }
-        }
-
-        // RoPE θ: transformers 5 nests it in `rope_parameters`; older files have it top-level.
-        let mut rope_theta = get_f64("rope_theta", default_rope_theta())?;
-        if let Some(params) = obj.get("rope_parameters").filter(|v| !v.is_null()) {
-            let p = params
-                .as_object()
-                .ok_or_else(|| bad("rope_parameters", params, "an object"))?;
-            if let Some(kind) = p.get("rope_type") {
-                if kind.as_str() != Some("default") {
-                    return Err(bad(
-                        "rope_parameters.rope_type",
-                        kind,
-                        "\"default\" (RoPE scaling is not supported)",
-                    ));
-                }
-            }
-            if let Some(t) = p.get("rope_theta") {
-                rope_theta = t
-                    .as_f64()
-                    .ok_or_else(|| bad("rope_parameters.rope_theta", t, "a number"))?;
-            }
-        }
-        for field in ["dtype", "torch_dtype"] {
-            if let Some(dt) = obj.get(field).filter(|v| !v.is_null()) {
-                let ok = matches!(dt.as_str(), Some("float32" | "bfloat16" | "float16"));
-                if !ok {
-                    return Err(bad(field, dt, "\"float32\", \"bfloat16\" or \"float16\""));
-                }
-            }
-        }
-
-        let num_attention_heads = get_usize("num_attention_heads")?;
-        let hidden_size = get_usize("hidden_size")?;
-        let num_key_value_heads = match obj.get("num_key_value_heads") {
-            None | Some(Value::Null) => num_attention_heads,
-            Some(_) => get_usize("num_key_value_heads")?,
-        };
-        if let Some(hd) = obj.get("head_dim").filter(|v| !v.is_null()) {
-            if num_attention_heads > 0
-                && hd.as_u64() != Some((hidden_size / num_attention_heads) as u64)
-            {
-                return Err(bad(
-                    "head_dim",
-                    hd,
-                    &format!(
-                        "hidden_size / num_attention_heads = {}",
-                        hidden_size / num_attention_heads
-                    ),
-                ));
-            }
-        }
-        let cfg = Self {
-            vocab_size: get_usize("vocab_size")?,
-            hidden_size,
-            intermediate_size: get_usize("intermediate_size")?,
-            num_hidden_layers: get_usize("num_hidden_layers")?,
-            num_attention_heads,
-            num_key_value_heads,
-            max_position_embeddings: get_usize("max_position_embeddings")?,
-            rms_norm_eps: get_f64("rms_norm_eps", default_rms_norm_eps())?,
-            rope_theta,
-            // HF LlamaConfig's default is tied=False.
-            tie_word_embeddings: get_bool("tie_word_embeddings", false)?,
-            initializer_range: get_f64("initializer_range", default_initializer_range())?,
-        };
-        cfg.validate(origin)?;
-        Ok(cfg)
+        file.into_config(origin)
     }
 
     /// The HF `config.json` for this model (float32 weights). Both RoPE/dtype styles are
@@ -361,6 +258,183 @@ impl LlamaConfig {
             }
         }
         v
+    }
+}
+
+/// A [`LlamaError::ConfigValue`] for `field` of `origin`.
+fn config_value(origin: &str, field: &str, found: String, expected: &str) -> LlamaError {
+    LlamaError::ConfigValue {
+        file: origin.into(),
+        field: field.into(),
+        found,
+        expected: expected.into(),
+    }
+}
+
+/// HF `config.json` as transformers writes it, in either style: transformers 4 (top-level
+/// `rope_theta`, `torch_dtype`) or transformers 5 (`rope_parameters`, `dtype`). Field names are
+/// HF's; keys ire has no use for (`architectures`, `bos_token_id`, `use_cache`,
+/// `transformers_version`, ...) are ignored, whatever their value. An optional key that is absent
+/// or null takes transformers' `LlamaConfig` default; [`HfConfig::into_config`] applies those and
+/// rejects what ire does not implement.
+#[derive(Deserialize)]
+struct HfConfig {
+    // Required, as ire always has: transformers would default them to Llama-7B's shape, but the
+    // config.json it writes has them all.
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    max_position_embeddings: usize,
+    /// Default: `num_attention_heads` (MHA).
+    num_key_value_heads: Option<usize>,
+    /// Default 1e-6.
+    rms_norm_eps: Option<f64>,
+    /// Default 10⁴; transformers 5 writes θ in `rope_parameters` instead, which wins.
+    rope_theta: Option<f64>,
+    /// An object or null ([`LlamaConfig::from_hf_value`] checks, as serde would take an array).
+    rope_parameters: Option<RopeParameters>,
+    /// Must be null: RoPE scaling is not implemented.
+    rope_scaling: Option<Value>,
+    /// Default false.
+    tie_word_embeddings: Option<bool>,
+    /// Default 0.02.
+    initializer_range: Option<f64>,
+    /// Default (and the only value ire implements): `hidden_size / num_attention_heads`.
+    head_dim: Option<usize>,
+    // The keys below have one supported value. Those without `Option` are an error when null.
+    /// "llama".
+    #[serde(default = "default_model_type")]
+    model_type: String,
+    /// "silu".
+    #[serde(default = "default_hidden_act")]
+    hidden_act: String,
+    /// Gemma's name for `hidden_act` (not an HF Llama key); "silu" too.
+    #[serde(default = "default_hidden_act")]
+    hidden_activation: String,
+    /// False (the default).
+    attention_bias: Option<bool>,
+    /// False (the default).
+    mlp_bias: Option<bool>,
+    /// The weights' dtype: "float32", "bfloat16" or "float16".
+    dtype: Option<String>,
+    /// transformers 4's name for `dtype`.
+    torch_dtype: Option<String>,
+}
+
+/// transformers 5's `rope_parameters`; other keys (`factor`, ...) are ignored.
+#[derive(Deserialize)]
+struct RopeParameters {
+    /// "default" (no scaling); an error when null.
+    #[serde(default = "default_rope_type")]
+    rope_type: String,
+    /// RoPE θ, overriding the top-level `rope_theta`; an error when null.
+    #[serde(default, deserialize_with = "non_null")]
+    rope_theta: Option<f64>,
+}
+
+fn default_model_type() -> String {
+    "llama".into()
+}
+fn default_hidden_act() -> String {
+    "silu".into()
+}
+fn default_rope_type() -> String {
+    "default".into()
+}
+
+/// For an `Option` field that may be absent (`#[serde(default)]`) but not null.
+fn non_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl HfConfig {
+    /// The plain config: transformers' defaults applied, the shape checked with
+    /// [`LlamaConfig::validate`]. `origin` names the source in errors.
+    fn into_config(self, origin: &str) -> Result<LlamaConfig, LlamaError> {
+        self.check_supported(origin)?;
+        let heads = self.num_attention_heads;
+        if let Some(hd) = self.head_dim {
+            // With no heads, validate names num_attention_heads instead.
+            if heads > 0 && hd != self.hidden_size / heads {
+                let expected = format!(
+                    "hidden_size / num_attention_heads = {}",
+                    self.hidden_size / heads
+                );
+                return Err(config_value(origin, "head_dim", hd.to_string(), &expected));
+            }
+        }
+        let rope_theta = self.rope_parameters.and_then(|p| p.rope_theta);
+        let cfg = LlamaConfig {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: heads,
+            num_key_value_heads: self.num_key_value_heads.unwrap_or(heads),
+            max_position_embeddings: self.max_position_embeddings,
+            rms_norm_eps: self.rms_norm_eps.unwrap_or_else(default_rms_norm_eps),
+            rope_theta: rope_theta
+                .or(self.rope_theta)
+                .unwrap_or_else(default_rope_theta),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            initializer_range: self
+                .initializer_range
+                .unwrap_or_else(default_initializer_range),
+        };
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Rejects the HF Llama variants ire does not implement, naming the field.
+    fn check_supported(&self, origin: &str) -> Result<(), LlamaError> {
+        let bad = |field: &str, found: &str, expected: &str| {
+            config_value(origin, field, Value::from(found).to_string(), expected)
+        };
+        if self.model_type != "llama" {
+            return Err(bad("model_type", &self.model_type, "\"llama\""));
+        }
+        for (field, act) in [
+            ("hidden_act", &self.hidden_act),
+            ("hidden_activation", &self.hidden_activation),
+        ] {
+            if act != "silu" {
+                return Err(bad(field, act, "\"silu\""));
+            }
+        }
+        for (field, bias) in [
+            ("attention_bias", self.attention_bias),
+            ("mlp_bias", self.mlp_bias),
+        ] {
+            if bias == Some(true) {
+                let expected = "false (ire's Llama has no biases)";
+                return Err(config_value(origin, field, "true".into(), expected));
+            }
+        }
+        if let Some(scaling) = &self.rope_scaling {
+            let expected = "null (RoPE scaling is not supported)";
+            return Err(config_value(
+                origin,
+                "rope_scaling",
+                scaling.to_string(),
+                expected,
+            ));
+        }
+        if let Some(kind) = self.rope_parameters.as_ref().map(|p| &p.rope_type) {
+            if kind != "default" {
+                let expected = "\"default\" (RoPE scaling is not supported)";
+                return Err(bad("rope_parameters.rope_type", kind, expected));
+            }
+        }
+        for (field, dtype) in [("dtype", &self.dtype), ("torch_dtype", &self.torch_dtype)] {
+            if let Some(dt) = dtype.as_deref() {
+                if !matches!(dt, "float32" | "bfloat16" | "float16") {
+                    return Err(bad(field, dt, "\"float32\", \"bfloat16\" or \"float16\""));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
