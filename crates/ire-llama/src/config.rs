@@ -1,9 +1,11 @@
 //! `LlamaConfig`: the model's shape with Hugging Face `config.json` field names, the named presets,
-//! the exact parameter count, and reading/writing HF `config.json` in both its styles.
+//! the exact parameter count, and reading/writing HF `config.json` in both its styles. Reading goes
+//! through `HfConfig`, a serde-derived form of the file (HF's names and defaults), which
+//! `HfConfig::into_config` resolves to a checked `LlamaConfig`.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::LlamaError;
@@ -188,142 +190,37 @@ impl LlamaConfig {
     }
 
     /// As [`LlamaConfig::from_hf_file`], from parsed JSON; `origin` names the source in errors.
+    ///
+    /// A value of the wrong JSON type, or a missing required field, is a [`LlamaError::Json`]
+    /// naming the field's path; a value ire does not support is a [`LlamaError::ConfigValue`].
     pub fn from_hf_value(value: &Value, origin: &str) -> Result<Self, LlamaError> {
-        let obj = value.as_object().ok_or_else(|| LlamaError::ConfigValue {
-            file: origin.into(),
-            field: "<root>".into(),
-            found: "not an object".into(),
-            expected: "a JSON object".into(),
+        // A derived struct would also read a JSON array (field by field, in order); HF's
+        // config.json and its `rope_parameters` are objects, so arrays stay rejected.
+        if !value.is_object() {
+            let found = "not an object".into();
+            return Err(config_value(origin, "<root>", found, "a JSON object"));
+        }
+        let params = value.get("rope_parameters");
+        if let Some(p) = params.filter(|p| !p.is_null() && !p.is_object()) {
+            return Err(config_value(
+                origin,
+                "rope_parameters",
+                p.to_string(),
+                "an object",
+            ));
+        }
+        let file: HfConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            // A missing field's path is the root, and serde's message names the field.
+            let message = match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                path => format!("field `{path}`: {}", e.inner()),
+            };
+            LlamaError::Json {
+                file: origin.into(),
+                message,
+            }
         })?;
-        let bad = |field: &str, found: &Value, expected: &str| LlamaError::ConfigValue {
-            file: origin.into(),
-            field: field.into(),
-            found: found.to_string(),
-            expected: expected.into(),
-        };
-        let get_usize = |field: &str| -> Result<usize, LlamaError> {
-            match obj.get(field) {
-                Some(v) => v
-                    .as_u64()
-                    .map(|x| x as usize)
-                    .ok_or_else(|| bad(field, v, "a non-negative integer")),
-                None => Err(bad(
-                    field,
-                    &Value::Null,
-                    "a non-negative integer (required)",
-                )),
-            }
-        };
-        let get_f64 = |field: &str, default: f64| -> Result<f64, LlamaError> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_f64().ok_or_else(|| bad(field, v, "a number")),
-            }
-        };
-        let get_bool = |field: &str, default: bool| -> Result<bool, LlamaError> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_bool().ok_or_else(|| bad(field, v, "true or false")),
-            }
-        };
-
-        if let Some(mt) = obj.get("model_type") {
-            if mt.as_str() != Some("llama") {
-                return Err(bad("model_type", mt, "\"llama\""));
-            }
-        }
-        for field in ["hidden_act", "hidden_activation"] {
-            if let Some(act) = obj.get(field) {
-                if act.as_str() != Some("silu") {
-                    return Err(bad(field, act, "\"silu\""));
-                }
-            }
-        }
-        for field in ["attention_bias", "mlp_bias"] {
-            if get_bool(field, false)? {
-                return Err(bad(
-                    field,
-                    &Value::Bool(true),
-                    "false (ire's Llama has no biases)",
-                ));
-            }
-        }
-        if let Some(scaling) = obj.get("rope_scaling") {
-            if !scaling.is_null() {
-                return Err(bad(
-                    "rope_scaling",
-                    scaling,
-                    "null (RoPE scaling is not supported)",
-                ));
-            }
-        }
-
-        // RoPE θ: transformers 5 nests it in `rope_parameters`; older files have it top-level.
-        let mut rope_theta = get_f64("rope_theta", default_rope_theta())?;
-        if let Some(params) = obj.get("rope_parameters").filter(|v| !v.is_null()) {
-            let p = params
-                .as_object()
-                .ok_or_else(|| bad("rope_parameters", params, "an object"))?;
-            if let Some(kind) = p.get("rope_type") {
-                if kind.as_str() != Some("default") {
-                    return Err(bad(
-                        "rope_parameters.rope_type",
-                        kind,
-                        "\"default\" (RoPE scaling is not supported)",
-                    ));
-                }
-            }
-            if let Some(t) = p.get("rope_theta") {
-                rope_theta = t
-                    .as_f64()
-                    .ok_or_else(|| bad("rope_parameters.rope_theta", t, "a number"))?;
-            }
-        }
-        for field in ["dtype", "torch_dtype"] {
-            if let Some(dt) = obj.get(field).filter(|v| !v.is_null()) {
-                let ok = matches!(dt.as_str(), Some("float32" | "bfloat16" | "float16"));
-                if !ok {
-                    return Err(bad(field, dt, "\"float32\", \"bfloat16\" or \"float16\""));
-                }
-            }
-        }
-
-        let num_attention_heads = get_usize("num_attention_heads")?;
-        let hidden_size = get_usize("hidden_size")?;
-        let num_key_value_heads = match obj.get("num_key_value_heads") {
-            None | Some(Value::Null) => num_attention_heads,
-            Some(_) => get_usize("num_key_value_heads")?,
-        };
-        if let Some(hd) = obj.get("head_dim").filter(|v| !v.is_null()) {
-            if num_attention_heads > 0
-                && hd.as_u64() != Some((hidden_size / num_attention_heads) as u64)
-            {
-                return Err(bad(
-                    "head_dim",
-                    hd,
-                    &format!(
-                        "hidden_size / num_attention_heads = {}",
-                        hidden_size / num_attention_heads
-                    ),
-                ));
-            }
-        }
-        let cfg = Self {
-            vocab_size: get_usize("vocab_size")?,
-            hidden_size,
-            intermediate_size: get_usize("intermediate_size")?,
-            num_hidden_layers: get_usize("num_hidden_layers")?,
-            num_attention_heads,
-            num_key_value_heads,
-            max_position_embeddings: get_usize("max_position_embeddings")?,
-            rms_norm_eps: get_f64("rms_norm_eps", default_rms_norm_eps())?,
-            rope_theta,
-            // HF LlamaConfig's default is tied=False.
-            tie_word_embeddings: get_bool("tie_word_embeddings", false)?,
-            initializer_range: get_f64("initializer_range", default_initializer_range())?,
-        };
-        cfg.validate(origin)?;
-        Ok(cfg)
+        file.into_config(origin)
     }
 
     /// The HF `config.json` for this model (float32 weights). Both RoPE/dtype styles are
@@ -361,6 +258,183 @@ impl LlamaConfig {
             }
         }
         v
+    }
+}
+
+/// A [`LlamaError::ConfigValue`] for `field` of `origin`.
+fn config_value(origin: &str, field: &str, found: String, expected: &str) -> LlamaError {
+    LlamaError::ConfigValue {
+        file: origin.into(),
+        field: field.into(),
+        found,
+        expected: expected.into(),
+    }
+}
+
+/// HF `config.json` as transformers writes it, in either style: transformers 4 (top-level
+/// `rope_theta`, `torch_dtype`) or transformers 5 (`rope_parameters`, `dtype`). Field names are
+/// HF's; keys ire has no use for (`architectures`, `bos_token_id`, `use_cache`,
+/// `transformers_version`, ...) are ignored, whatever their value. An optional key that is absent
+/// or null takes transformers' `LlamaConfig` default; [`HfConfig::into_config`] applies those and
+/// rejects what ire does not implement.
+#[derive(Deserialize)]
+struct HfConfig {
+    // Required, as ire always has: transformers would default them to Llama-7B's shape, but the
+    // config.json it writes has them all.
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    max_position_embeddings: usize,
+    /// Default: `num_attention_heads` (MHA).
+    num_key_value_heads: Option<usize>,
+    /// Default 1e-6.
+    rms_norm_eps: Option<f64>,
+    /// Default 10⁴; transformers 5 writes θ in `rope_parameters` instead, which wins.
+    rope_theta: Option<f64>,
+    /// An object or null ([`LlamaConfig::from_hf_value`] checks, as serde would take an array).
+    rope_parameters: Option<RopeParameters>,
+    /// Must be null: RoPE scaling is not implemented.
+    rope_scaling: Option<Value>,
+    /// Default false.
+    tie_word_embeddings: Option<bool>,
+    /// Default 0.02.
+    initializer_range: Option<f64>,
+    /// Default (and the only value ire implements): `hidden_size / num_attention_heads`.
+    head_dim: Option<usize>,
+    // The keys below have one supported value. Those without `Option` are an error when null.
+    /// "llama".
+    #[serde(default = "default_model_type")]
+    model_type: String,
+    /// "silu".
+    #[serde(default = "default_hidden_act")]
+    hidden_act: String,
+    /// Gemma's name for `hidden_act` (not an HF Llama key); "silu" too.
+    #[serde(default = "default_hidden_act")]
+    hidden_activation: String,
+    /// False (the default).
+    attention_bias: Option<bool>,
+    /// False (the default).
+    mlp_bias: Option<bool>,
+    /// The weights' dtype: "float32", "bfloat16" or "float16".
+    dtype: Option<String>,
+    /// transformers 4's name for `dtype`.
+    torch_dtype: Option<String>,
+}
+
+/// transformers 5's `rope_parameters`; other keys (`factor`, ...) are ignored.
+#[derive(Deserialize)]
+struct RopeParameters {
+    /// "default" (no scaling); an error when null.
+    #[serde(default = "default_rope_type")]
+    rope_type: String,
+    /// RoPE θ, overriding the top-level `rope_theta`; an error when null.
+    #[serde(default, deserialize_with = "non_null")]
+    rope_theta: Option<f64>,
+}
+
+fn default_model_type() -> String {
+    "llama".into()
+}
+fn default_hidden_act() -> String {
+    "silu".into()
+}
+fn default_rope_type() -> String {
+    "default".into()
+}
+
+/// For an `Option` field that may be absent (`#[serde(default)]`) but not null.
+fn non_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl HfConfig {
+    /// The plain config: transformers' defaults applied, the shape checked with
+    /// [`LlamaConfig::validate`]. `origin` names the source in errors.
+    fn into_config(self, origin: &str) -> Result<LlamaConfig, LlamaError> {
+        self.check_supported(origin)?;
+        let heads = self.num_attention_heads;
+        if let Some(hd) = self.head_dim {
+            // With no heads, validate names num_attention_heads instead.
+            if heads > 0 && hd != self.hidden_size / heads {
+                let expected = format!(
+                    "hidden_size / num_attention_heads = {}",
+                    self.hidden_size / heads
+                );
+                return Err(config_value(origin, "head_dim", hd.to_string(), &expected));
+            }
+        }
+        let rope_theta = self.rope_parameters.and_then(|p| p.rope_theta);
+        let cfg = LlamaConfig {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: heads,
+            num_key_value_heads: self.num_key_value_heads.unwrap_or(heads),
+            max_position_embeddings: self.max_position_embeddings,
+            rms_norm_eps: self.rms_norm_eps.unwrap_or_else(default_rms_norm_eps),
+            rope_theta: rope_theta
+                .or(self.rope_theta)
+                .unwrap_or_else(default_rope_theta),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            initializer_range: self
+                .initializer_range
+                .unwrap_or_else(default_initializer_range),
+        };
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Rejects the HF Llama variants ire does not implement, naming the field.
+    fn check_supported(&self, origin: &str) -> Result<(), LlamaError> {
+        let bad = |field: &str, found: &str, expected: &str| {
+            config_value(origin, field, Value::from(found).to_string(), expected)
+        };
+        if self.model_type != "llama" {
+            return Err(bad("model_type", &self.model_type, "\"llama\""));
+        }
+        for (field, act) in [
+            ("hidden_act", &self.hidden_act),
+            ("hidden_activation", &self.hidden_activation),
+        ] {
+            if act != "silu" {
+                return Err(bad(field, act, "\"silu\""));
+            }
+        }
+        for (field, bias) in [
+            ("attention_bias", self.attention_bias),
+            ("mlp_bias", self.mlp_bias),
+        ] {
+            if bias == Some(true) {
+                let expected = "false (ire's Llama has no biases)";
+                return Err(config_value(origin, field, "true".into(), expected));
+            }
+        }
+        if let Some(scaling) = &self.rope_scaling {
+            let expected = "null (RoPE scaling is not supported)";
+            return Err(config_value(
+                origin,
+                "rope_scaling",
+                scaling.to_string(),
+                expected,
+            ));
+        }
+        if let Some(kind) = self.rope_parameters.as_ref().map(|p| &p.rope_type) {
+            if kind != "default" {
+                let expected = "\"default\" (RoPE scaling is not supported)";
+                return Err(bad("rope_parameters.rope_type", kind, expected));
+            }
+        }
+        for (field, dtype) in [("dtype", &self.dtype), ("torch_dtype", &self.torch_dtype)] {
+            if let Some(dt) = dtype.as_deref() {
+                if !matches!(dt, "float32" | "bfloat16" | "float16") {
+                    return Err(bad(field, dt, "\"float32\", \"bfloat16\" or \"float16\""));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -436,5 +510,264 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("vocab_size"), "{err}");
+    }
+
+    /// The tiny preset's config.json with `edits` applied to its top-level keys (`Some` sets,
+    /// `None` removes), read back.
+    fn read_edited(edits: &[(&str, Option<Value>)]) -> Result<LlamaConfig, LlamaError> {
+        let mut v = LlamaConfig::preset("tiny")
+            .unwrap()
+            .to_hf_value(&Map::new());
+        let obj = v.as_object_mut().unwrap();
+        for (key, val) in edits {
+            match val {
+                Some(x) => obj.insert(key.to_string(), x.clone()),
+                None => obj.remove(*key),
+            };
+        }
+        LlamaConfig::from_hf_value(&v, "cfg.json")
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_whatever_their_value() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        let got = read_edited(&[
+            ("architectures", Some(json!("anything"))),
+            ("transformers_version", Some(json!(5))),
+            ("bos_token_id", Some(json!([1, 2]))),
+            ("eos_token_id", Some(json!(null))),
+            ("use_cache", Some(json!("yes"))),
+            ("attention_dropout", Some(json!({"p": 0.1}))),
+            ("pretraining_tp", Some(json!(null))),
+            ("some_future_key", Some(json!({"a": [1]}))),
+        ]);
+        assert_eq!(got.unwrap(), tiny);
+    }
+
+    #[test]
+    fn absent_or_null_optional_keys_take_the_defaults() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        let optional = [
+            "num_key_value_heads",
+            "rms_norm_eps",
+            "rope_theta",
+            "rope_parameters",
+            "rope_scaling",
+            "tie_word_embeddings",
+            "initializer_range",
+            "head_dim",
+            "attention_bias",
+            "mlp_bias",
+            "dtype",
+            "torch_dtype",
+        ];
+        let absent: Vec<_> = optional.iter().map(|k| (*k, None)).collect();
+        let absent = [&absent[..], &[("model_type", None), ("hidden_act", None)]].concat();
+        assert_eq!(read_edited(&absent).unwrap(), tiny);
+        let null: Vec<_> = optional.iter().map(|k| (*k, Some(json!(null)))).collect();
+        assert_eq!(read_edited(&null).unwrap(), tiny);
+        let same = [
+            ("attention_bias", Some(json!(false))),
+            ("mlp_bias", Some(json!(false))),
+            ("hidden_activation", Some(json!("silu"))),
+            ("torch_dtype", Some(json!("bfloat16"))),
+            ("dtype", Some(json!("float16"))),
+        ];
+        assert_eq!(read_edited(&same).unwrap(), tiny);
+    }
+
+    #[test]
+    fn numbers_and_rope_theta_read_as_in_both_styles() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        let with = |f: fn(&mut LlamaConfig)| {
+            let mut c = tiny.clone();
+            f(&mut c);
+            c
+        };
+        let floats_as_integers = [
+            ("rms_norm_eps", Some(json!(1))),
+            ("initializer_range", Some(json!(1))),
+        ];
+        let expected = with(|c| {
+            c.rms_norm_eps = 1.0;
+            c.initializer_range = 1.0;
+        });
+        assert_eq!(read_edited(&floats_as_integers).unwrap(), expected);
+        // rope_parameters' θ wins over the top level's, which is the fallback.
+        let nested = [
+            ("rope_theta", Some(json!(0))),
+            (
+                "rope_parameters",
+                Some(json!({"rope_theta": 500000, "factor": 2.0})),
+            ),
+        ];
+        let expected = with(|c| c.rope_theta = 500000.0);
+        assert_eq!(read_edited(&nested).unwrap(), expected);
+        let top = [
+            ("rope_theta", Some(json!(20000.0))),
+            ("rope_parameters", Some(json!({"rope_type": "default"}))),
+        ];
+        assert_eq!(read_edited(&top).unwrap(), with(|c| c.rope_theta = 20000.0));
+        let gqa_tied = [
+            ("num_key_value_heads", Some(json!(2))),
+            ("tie_word_embeddings", Some(json!(true))),
+        ];
+        let expected = with(|c| {
+            c.num_key_value_heads = 2;
+            c.tie_word_embeddings = true;
+        });
+        assert_eq!(read_edited(&gqa_tied).unwrap(), expected);
+    }
+
+    /// Asserts that [`read_edited`] with `edits` is an error naming `field` and the file.
+    fn assert_rejected(edits: &[(&str, Option<Value>)], field: &str) {
+        let err = match read_edited(edits) {
+            Ok(c) => panic!("{edits:?} accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(field) && err.contains("cfg.json"), "{err}");
+    }
+
+    #[test]
+    fn bad_counts_are_errors_naming_the_field() {
+        for root in [json!([]), json!("x"), json!(null), json!(1)] {
+            let err = LlamaConfig::from_hf_value(&root, "cfg.json").unwrap_err();
+            assert!(err.to_string().contains("cfg.json"), "{err}");
+        }
+        for field in [
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+        ] {
+            assert_rejected(&[(field, None)], field);
+            for bad in [json!(null), json!(64.0), json!(-1), json!("64"), json!(0)] {
+                assert_rejected(&[(field, Some(bad))], field);
+            }
+        }
+        for bad in [
+            json!(64.0),
+            json!(-1),
+            json!("2"),
+            json!(0),
+            json!(3),
+            json!(true),
+        ] {
+            assert_rejected(&[("num_key_value_heads", Some(bad))], "num_key_value_heads");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_field() {
+        for (field, bads) in [
+            (
+                "model_type",
+                vec![
+                    json!(null),
+                    json!("mistral"),
+                    json!(1),
+                    json!({"llama": null}),
+                ],
+            ),
+            (
+                "hidden_act",
+                vec![json!(null), json!("gelu"), json!(["silu"])],
+            ),
+            (
+                "hidden_activation",
+                vec![json!(null), json!("gelu_pytorch_tanh")],
+            ),
+            (
+                "attention_bias",
+                vec![json!(true), json!("false"), json!(0)],
+            ),
+            ("mlp_bias", vec![json!(true), json!(1)]),
+            (
+                "rope_scaling",
+                vec![json!({}), json!("linear"), json!(0), json!(false)],
+            ),
+            ("rope_theta", vec![json!("1e4"), json!(true)]),
+            ("rms_norm_eps", vec![json!("x"), json!(0), json!(-1e-6)]),
+            ("initializer_range", vec![json!("x"), json!(0.0)]),
+            ("tie_word_embeddings", vec![json!("yes"), json!(0)]),
+            ("dtype", vec![json!("int8"), json!(32), json!("Float32")]),
+            ("torch_dtype", vec![json!("float64"), json!(["float32"])]),
+            (
+                "head_dim",
+                vec![json!(32), json!(64.0), json!("64"), json!(-1), json!(0)],
+            ),
+            (
+                "rope_parameters",
+                vec![json!([]), json!(["default", 1e4]), json!("x"), json!(1)],
+            ),
+        ] {
+            for bad in bads {
+                assert_rejected(&[(field, Some(bad))], field);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_rope_parameters_are_errors_naming_the_field() {
+        for (bad, field) in [
+            (json!({"rope_type": null}), "rope_type"),
+            (json!({"rope_type": "linear", "factor": 2.0}), "rope_type"),
+            (json!({"rope_theta": null}), "rope_theta"),
+            (json!({"rope_theta": "x"}), "rope_theta"),
+            (json!({"rope_theta": 0}), "rope_theta"),
+        ] {
+            assert_rejected(&[("rope_parameters", Some(bad))], field);
+        }
+        // The top-level θ counts (and is checked) only without rope_parameters' θ.
+        for bad in [json!(0), json!(-1.0)] {
+            assert_rejected(
+                &[("rope_theta", Some(bad)), ("rope_parameters", None)],
+                "rope_theta",
+            );
+        }
+    }
+
+    #[test]
+    fn writes_the_same_config_json_bytes() {
+        let mut extra = Map::new();
+        extra.insert("bos_token_id".into(), json!(50256));
+        let text =
+            serde_json::to_string_pretty(&LlamaConfig::preset("tiny").unwrap().to_hf_value(&extra))
+                .unwrap();
+        let expected = r#"{
+  "architectures": [
+    "LlamaForCausalLM"
+  ],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "bos_token_id": 50256,
+  "dtype": "float32",
+  "head_dim": 64,
+  "hidden_act": "silu",
+  "hidden_size": 256,
+  "initializer_range": 0.02,
+  "intermediate_size": 688,
+  "max_position_embeddings": 256,
+  "mlp_bias": false,
+  "model_type": "llama",
+  "num_attention_heads": 4,
+  "num_hidden_layers": 4,
+  "num_key_value_heads": 4,
+  "pretraining_tp": 1,
+  "rms_norm_eps": 1e-6,
+  "rope_parameters": {
+    "rope_theta": 10000.0,
+    "rope_type": "default"
+  },
+  "rope_scaling": null,
+  "rope_theta": 10000.0,
+  "tie_word_embeddings": false,
+  "torch_dtype": "float32",
+  "use_cache": true,
+  "vocab_size": 8192
+}"#;
+        assert_eq!(text, expected);
     }
 }
