@@ -8,6 +8,10 @@ train *ARGS:
 test:
     cargo test --workspace
 
+# No import cycle between the files of a crate, no function over 80 lines (CI runs it).
+check-structure:
+    python3 tools/check_structure.py
+
 # Everything CI runs.
 ci:
     bash .ci/run
