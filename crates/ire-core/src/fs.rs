@@ -137,6 +137,9 @@ mod tests {
         // Longer than one read block.
         let big = vec![7u8; (1 << 20) + 3];
         std::fs::write(&path, &big).unwrap();
-        assert_eq!(file_sha256(&path).unwrap(), (big.len() as u64, sha256_hex(&big)));
+        assert_eq!(
+            file_sha256(&path).unwrap(),
+            (big.len() as u64, sha256_hex(&big))
+        );
     }
 }

@@ -36,9 +36,7 @@ pub mod precision;
 mod rope;
 pub mod testing;
 
-pub use checkpoint::{
-    load_hf, save_hf, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
-};
+pub use checkpoint::{load_hf, save_hf, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 pub use config::{LlamaConfig, PRESETS};
 pub use error::LlamaError;
 pub use init::{InitScheme, ParamKind, ParamSource, SeededInit};
