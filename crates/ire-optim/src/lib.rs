@@ -74,12 +74,10 @@ pub mod toy;
 pub use admire::{MaskStats, Optimizer, ParamState};
 pub use backend::TrainBackend;
 pub use clip::{clip_global_norm, global_grad_norm};
-pub use config::{
-    Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ScheduleConfig, ScheduleKind,
-};
+pub use config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
 pub use error::OptimError;
 pub use fused::FusedUpdate;
 pub use gnb::{gnb_gradients, gnb_seed, gnb_uniforms, sample_labels, LogitsModel};
 pub use grads::{add_gradients, scale_gradients, synthetic_gradients};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleConfig, ScheduleKind};
 pub use state::{STATE_JSON_FILE, STATE_TENSORS_FILE};
