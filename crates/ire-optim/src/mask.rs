@@ -162,64 +162,104 @@ pub fn kth_smallest_with<B: Backend>(
         return bisect(&[Tensor::cat(parts.to_vec(), 0)], k, bottom, keys);
     }
     let (lo, hi) = sample_bracket(parts, p, k);
-    let (lo_key, hi_key) = (lo.map_or(0, |t| keys.key(t)), keys.key(hi));
+    let sampled = Sampled {
+        lo,
+        hi,
+        lo_key: lo.map_or(0, |t| keys.key(t)),
+        hi_key: keys.key(hi),
+    };
     match strategy {
-        Strategy::Compact => {
-            let mut count_hi = None;
-            let mut candidates = Vec::new();
-            for part in parts {
-                let b_hi = part.clone().lower_equal_elem(hi);
-                let c = b_hi.clone().int().sum();
-                count_hi = Some(match count_hi {
-                    Some(acc) => acc + c,
-                    None => c,
-                });
-                let inside = match lo {
-                    Some(lo) => b_hi.not_equal(part.clone().lower_equal_elem(lo)),
-                    None => b_hi,
-                };
-                let idx = inside.argwhere();
-                let m = idx.dims()[0];
-                if m > 0 {
-                    candidates.push(part.clone().select(0, idx.reshape([m])));
-                }
-            }
-            let count_hi = count_hi.map_or(0, |c| to_count(c.into_scalar().elem::<i64>()));
-            let inside: usize = candidates.iter().map(|t| t.dims()[0]).sum();
-            let count_lo = count_hi - inside as u64;
-            if count_lo < k && k <= count_hi {
-                let bracket = Bracket {
-                    lo: lo_key,
-                    count_lo,
-                    hi: hi_key,
-                    count_hi: Some(count_hi),
-                };
-                return bisect(&[Tensor::cat(candidates, 0)], k, bracket, keys);
-            }
-            bisect(
-                parts,
-                k,
-                fallback(bottom, k, (lo_key, count_lo), (hi_key, count_hi)),
-                keys,
-            )
-        }
-        Strategy::Bisect => {
-            let all = [Tensor::cat(parts.to_vec(), 0)];
-            let count_lo = lo.map_or(0, |t| count_le_parts(&all, t));
-            let count_hi = count_le_parts(&all, hi);
-            let bracket = if count_lo < k && k <= count_hi {
-                Bracket {
-                    lo: lo_key,
-                    count_lo: 0,
-                    hi: hi_key,
-                    count_hi: Some(count_hi),
-                }
-            } else {
-                fallback(bottom, k, (lo_key, count_lo), (hi_key, count_hi))
-            };
-            bisect(&all, k, bracket, keys)
+        Strategy::Compact => compact_then_bisect(parts, k, sampled, bottom, keys),
+        Strategy::Bisect => bisect_from_sample(parts, k, sampled, bottom, keys),
+    }
+}
+
+/// The sampled bracket `(lo, hi]` as values (`lo`: `None` = below everything) and as keys.
+#[derive(Debug, Clone, Copy)]
+struct Sampled {
+    lo: Option<f64>,
+    hi: f64,
+    lo_key: u64,
+    hi_key: u64,
+}
+
+/// [`Strategy::Compact`]: gathers the values inside the sampled bracket and bisects on them,
+/// or on all values from `bottom` when the bracket missed the k-th value.
+fn compact_then_bisect<B: Backend>(
+    parts: &[Tensor<B, 1>],
+    k: u64,
+    s: Sampled,
+    bottom: Bracket,
+    keys: Keys,
+) -> Selection {
+    let Sampled {
+        lo,
+        hi,
+        lo_key,
+        hi_key,
+    } = s;
+    let mut count_hi = None;
+    let mut candidates = Vec::new();
+    for part in parts {
+        let b_hi = part.clone().lower_equal_elem(hi);
+        let c = b_hi.clone().int().sum();
+        count_hi = Some(match count_hi {
+            Some(acc) => acc + c,
+            None => c,
+        });
+        let inside = match lo {
+            Some(lo) => b_hi.not_equal(part.clone().lower_equal_elem(lo)),
+            None => b_hi,
+        };
+        let idx = inside.argwhere();
+        let m = idx.dims()[0];
+        if m > 0 {
+            candidates.push(part.clone().select(0, idx.reshape([m])));
         }
     }
+    let count_hi = count_hi.map_or(0, |c| to_count(c.into_scalar().elem::<i64>()));
+    let inside: usize = candidates.iter().map(|t| t.dims()[0]).sum();
+    let count_lo = count_hi - inside as u64;
+    if count_lo < k && k <= count_hi {
+        let bracket = Bracket {
+            lo: lo_key,
+            count_lo,
+            hi: hi_key,
+            count_hi: Some(count_hi),
+        };
+        return bisect(&[Tensor::cat(candidates, 0)], k, bracket, keys);
+    }
+    bisect(
+        parts,
+        k,
+        fallback(bottom, k, (lo_key, count_lo), (hi_key, count_hi)),
+        keys,
+    )
+}
+
+/// [`Strategy::Bisect`]: bisects on all values within the sampled bracket, or from `bottom`
+/// when the bracket missed the k-th value.
+fn bisect_from_sample<B: Backend>(
+    parts: &[Tensor<B, 1>],
+    k: u64,
+    s: Sampled,
+    bottom: Bracket,
+    keys: Keys,
+) -> Selection {
+    let all = [Tensor::cat(parts.to_vec(), 0)];
+    let count_lo = s.lo.map_or(0, |t| count_le_parts(&all, t));
+    let count_hi = count_le_parts(&all, s.hi);
+    let bracket = if count_lo < k && k <= count_hi {
+        Bracket {
+            lo: s.lo_key,
+            count_lo: 0,
+            hi: s.hi_key,
+            count_hi: Some(count_hi),
+        }
+    } else {
+        fallback(bottom, k, (s.lo_key, count_lo), (s.hi_key, count_hi))
+    };
+    bisect(&all, k, bracket, keys)
 }
 
 /// The bracket to bisect on all values when the sampled one does not contain the k-th value.
