@@ -39,7 +39,7 @@ use crate::adamw::{AdamWParams, Moments};
 use crate::config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
 use crate::fused::{FusedUpdate, Step};
 use crate::grads::for_each_grad;
-use crate::refresh::HForm;
+use crate::select::HForm;
 use crate::OptimError;
 
 /// Adam state of one parameter, kept flat on the inner backend and keyed by the parameter's
