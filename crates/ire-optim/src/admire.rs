@@ -31,6 +31,7 @@ use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::BoolTensor;
 use burn::tensor::TensorPrimitive;
 use ire_llama::params::named_params;
 
@@ -38,7 +39,7 @@ use crate::adamw::{AdamWParams, Moments};
 use crate::config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
 use crate::fused::{FusedUpdate, Step};
 use crate::grads::for_each_grad;
-use crate::refresh::HForm;
+use crate::select::HForm;
 use crate::OptimError;
 
 /// Adam state of one parameter, kept flat on the inner backend and keyed by the parameter's
@@ -327,6 +328,69 @@ struct StepMapper<'a, B: AutodiffBackend> {
     no_decay_groups: bool,
 }
 
+impl<B: AutodiffBackend> StepMapper<'_, B>
+where
+    B::InnerBackend: FusedUpdate,
+{
+    /// The parameter's saved moments reshaped to `dims` and its next step count, or zeros and
+    /// step 1 when it has no state yet (or state of another shape, which is dropped).
+    fn take_moments<const D: usize>(
+        &mut self,
+        name: &str,
+        dims: [usize; D],
+        device: &B::Device,
+    ) -> (Moments<B::InnerBackend, D>, u64) {
+        let previous = self.params.remove(name).filter(|s| {
+            let fits = s.shape == dims;
+            if !fits {
+                tracing::warn!(param = %name, state = ?s.shape, shape = ?dims, "optimizer state has another shape; restarting it");
+            }
+            fits
+        });
+        match previous {
+            Some(s) => (
+                Moments {
+                    exp_avg: s.exp_avg.reshape(dims),
+                    exp_avg_sq: s.exp_avg_sq.reshape(dims),
+                },
+                s.step + 1,
+            ),
+            None => {
+                let zeros = Tensor::zeros(dims, device);
+                (
+                    Moments {
+                        exp_avg: zeros.clone(),
+                        exp_avg_sq: zeros,
+                    },
+                    1,
+                )
+            }
+        }
+    }
+
+    /// λ for the parameter `name` of rank `rank` (0 in the no-decay group when it is on).
+    fn weight_decay_of(&self, name: &str, rank: usize) -> f64 {
+        if self.no_decay_groups && no_decay(name, rank) {
+            0.0
+        } else {
+            self.weight_decay
+        }
+    }
+
+    /// The boost mask of `name` reshaped to `dims`, when boosting and its size is `n`.
+    fn mask_of<const D: usize>(
+        &self,
+        name: &str,
+        n: usize,
+        dims: [usize; D],
+    ) -> Option<BoolTensor<B::InnerBackend>> {
+        self.masks
+            .and_then(|m| m.get(name))
+            .filter(|m| m.dims()[0] == n)
+            .map(|m| m.clone().reshape(dims).into_primitive())
+    }
+}
+
 impl<B: AutodiffBackend> ModuleMapper<B> for StepMapper<'_, B>
 where
     B::InnerBackend: FusedUpdate,
@@ -346,42 +410,9 @@ where
         let dims = theta.dims();
         let n = theta.shape().num_elements();
 
-        let previous = self.params.remove(&name).filter(|s| {
-            let fits = s.shape == dims;
-            if !fits {
-                tracing::warn!(param = %name, state = ?s.shape, shape = ?dims, "optimizer state has another shape; restarting it");
-            }
-            fits
-        });
-        let (moments, step) = match previous {
-            Some(s) => (
-                Moments {
-                    exp_avg: s.exp_avg.reshape(dims),
-                    exp_avg_sq: s.exp_avg_sq.reshape(dims),
-                },
-                s.step + 1,
-            ),
-            None => {
-                let zeros = Tensor::zeros(dims, &theta.device());
-                (
-                    Moments {
-                        exp_avg: zeros.clone(),
-                        exp_avg_sq: zeros,
-                    },
-                    1,
-                )
-            }
-        };
-        let weight_decay = if self.no_decay_groups && no_decay(&name, D) {
-            0.0
-        } else {
-            self.weight_decay
-        };
-        let mask = self
-            .masks
-            .and_then(|m| m.get(&name))
-            .filter(|m| m.dims()[0] == n)
-            .map(|m| m.clone().reshape(dims).into_primitive());
+        let (moments, step) = self.take_moments(&name, dims, &theta.device());
+        let weight_decay = self.weight_decay_of(&name, D);
+        let mask = self.mask_of(&name, n, dims);
         // One pass per parameter (θ, m, v updated in place on CPU); the masked coordinates get
         // the boost, the others exactly AdamW's arithmetic.
         let step_scalars = Step {

@@ -1,4 +1,5 @@
-//! The `[optim]` and `[schedule]` sections of a run's TOML, with the paper's defaults.
+//! The `[optim]` section of a run's TOML, with the paper's defaults (the `[schedule]` section
+//! is [`crate::ScheduleConfig`], next to the schedule it builds).
 //!
 //! ```toml
 //! [optim]
@@ -9,11 +10,10 @@
 //! ```
 //!
 //! Every field has a default except `name`; unknown keys are errors. [`OptimConfig::validate`]
-//! and [`ScheduleConfig::build`] reject out-of-range values with an error naming the field.
+//! rejects out-of-range values with an error naming the field.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::schedule::Schedule;
 use crate::OptimError;
 
 /// Which optimizer runs.
@@ -263,45 +263,5 @@ impl Default for OptimConfig {
     /// [`OptimConfig::admire`].
     fn default() -> Self {
         Self::admire()
-    }
-}
-
-/// The learning-rate schedule's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleKind {
-    /// Linear warm-up to `lr_max`, then cosine to `lr_min` at `total` (the paper's `get_lr`).
-    Cosine,
-    /// Linear warm-up to `lr_max`, then constant.
-    Constant,
-}
-
-/// The `[schedule]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleConfig {
-    /// `"cosine"` (default) or `"constant"`.
-    #[serde(default = "default_kind")]
-    pub kind: ScheduleKind,
-    /// Peak learning rate η_max (> 0).
-    pub lr_max: f64,
-    /// Final learning rate of the cosine; default `lr_max / 20` (the paper).
-    #[serde(default)]
-    pub lr_min: Option<f64>,
-    /// Warm-up steps: η rises linearly from 0 at step 0 to `lr_max` at step `warmup`.
-    #[serde(default)]
-    pub warmup: usize,
-    /// Step at which the cosine reaches `lr_min` (the run length).
-    pub total: usize,
-}
-
-fn default_kind() -> ScheduleKind {
-    ScheduleKind::Cosine
-}
-
-impl ScheduleConfig {
-    /// Checks the fields and resolves the defaults; the error names the field at fault.
-    pub fn build(&self) -> Result<Schedule, OptimError> {
-        Schedule::new(self)
     }
 }

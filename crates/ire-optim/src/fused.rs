@@ -25,8 +25,10 @@ use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::adamw::{adamw_step, AdamWParams, Moments};
-use crate::mask::{boost, flat_mask, kth_smallest, Selection};
-use crate::refresh::{self, HForm};
+use crate::mask::{boost, flat_mask};
+use crate::select::{HForm, Selection};
+use crate::select_cpu;
+use crate::select_device::kth_smallest;
 
 /// The scalars of one parameter's step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,7 +79,7 @@ pub trait FusedUpdate: Backend {
     }
 }
 
-/// The composed refresh: `h` by tensor ops, [`crate::mask::kth_smallest`] (on-device
+/// The composed refresh: `h` by tensor ops, [`crate::select_device::kth_smallest`] (on-device
 /// bisection), [`flat_mask`].
 pub fn reference_masks<B: Backend>(
     parts: Vec<FloatTensor<B>>,
@@ -314,7 +316,7 @@ impl FusedUpdate for Flex {
             .iter()
             .map(|x| x.as_slice::<f32>().expect("owned() is contiguous"))
             .collect();
-        let (sel, masks) = refresh::select_and_mask(&slices, form, k);
+        let (sel, masks) = select_cpu::select_and_mask(&slices, form, k);
         let masks = masks
             .into_iter()
             .map(|bits| {

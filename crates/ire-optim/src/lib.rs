@@ -15,8 +15,11 @@
 //! - [`gnb_gradients`]: the Gauss-Newton-Bartlett gradient the mask is built from;
 //!   [`add_gradients`], [`scale_gradients`] to accumulate it; [`clip_global_norm`] for the
 //!   training gradient.
-//! - [`mask`]: the exact on-device k-th-smallest threshold, the mask and the boost;
-//!   [`toy`]: the paper's two-parameter example (Fig. 1) on the same functions.
+//! - τ, the exact k-th smallest `h`: [`select_device`] finds it with on-device counts (any
+//!   backend), [`select_cpu`] in passes over host memory (burn-flex's fused refresh); [`select`]
+//!   holds what both share (the result, how `h` is formed, the sampled bracket).
+//! - [`mask`]: the mask `1[h ≤ τ]` and the boost; [`toy`]: the paper's two-parameter example
+//!   (Fig. 1) on the same functions.
 //! - [`sharpness`]: Hutchinson's Hessian trace and λ_max from finite differences of gradients.
 //! - [`TrainBackend`]: the one bound training code puts on its backend.
 //!
@@ -65,8 +68,10 @@ pub mod fused;
 mod gnb;
 mod grads;
 pub mod mask;
-pub mod refresh;
 mod schedule;
+pub mod select;
+pub mod select_cpu;
+pub mod select_device;
 pub mod sharpness;
 mod state;
 pub mod toy;
@@ -74,12 +79,10 @@ pub mod toy;
 pub use admire::{MaskStats, Optimizer, ParamState};
 pub use backend::TrainBackend;
 pub use clip::{clip_global_norm, global_grad_norm};
-pub use config::{
-    Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ScheduleConfig, ScheduleKind,
-};
+pub use config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
 pub use error::OptimError;
 pub use fused::FusedUpdate;
 pub use gnb::{gnb_gradients, gnb_seed, gnb_uniforms, sample_labels, LogitsModel};
 pub use grads::{add_gradients, scale_gradients, synthetic_gradients};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleConfig, ScheduleKind};
 pub use state::{STATE_JSON_FILE, STATE_TENSORS_FILE};

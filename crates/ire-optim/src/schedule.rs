@@ -1,5 +1,6 @@
 //! Learning-rate schedules as pure functions of the step: linear warm-up, then cosine decay to
-//! `lr_min` (the paper's `get_lr`) or constant.
+//! `lr_min` (the paper's `get_lr`) or constant; [`ScheduleConfig`] is the `[schedule]` section
+//! of a run's TOML and [`ScheduleConfig::build`] validates it into a [`Schedule`].
 //!
 //! ```text
 //! it < warmup          : η = lr_max · it / warmup
@@ -7,8 +8,42 @@
 //! it ≥ total           : η = lr_min                       (cosine; constant keeps lr_max)
 //! ```
 
-use crate::config::{ScheduleConfig, ScheduleKind};
+use serde::{Deserialize, Serialize};
+
 use crate::OptimError;
+
+/// The learning-rate schedule's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Linear warm-up to `lr_max`, then cosine to `lr_min` at `total` (the paper's `get_lr`).
+    Cosine,
+    /// Linear warm-up to `lr_max`, then constant.
+    Constant,
+}
+
+/// The `[schedule]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// `"cosine"` (default) or `"constant"`.
+    #[serde(default = "default_kind")]
+    pub kind: ScheduleKind,
+    /// Peak learning rate η_max (> 0).
+    pub lr_max: f64,
+    /// Final learning rate of the cosine; default `lr_max / 20` (the paper).
+    #[serde(default)]
+    pub lr_min: Option<f64>,
+    /// Warm-up steps: η rises linearly from 0 at step 0 to `lr_max` at step `warmup`.
+    #[serde(default)]
+    pub warmup: usize,
+    /// Step at which the cosine reaches `lr_min` (the run length).
+    pub total: usize,
+}
+
+fn default_kind() -> ScheduleKind {
+    ScheduleKind::Cosine
+}
 
 /// A validated schedule ([`ScheduleConfig::build`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +118,11 @@ impl Schedule {
 }
 
 impl ScheduleConfig {
+    /// Checks the fields and resolves the defaults; the error names the field at fault.
+    pub fn build(&self) -> Result<Schedule, OptimError> {
+        Schedule::new(self)
+    }
+
     /// The learning rate at `step`; the same function as [`Schedule::lr_at`]. Call
     /// [`ScheduleConfig::build`] once first to reject invalid values.
     pub fn lr_at(&self, step: usize) -> f64 {

@@ -11,7 +11,7 @@
 //! all of which the trainer restores, so no generator state needs saving.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -138,21 +138,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
     /// optimizer's own config and start step are kept (the run's TOML is the source of truth);
     /// moments, step counts, masks, the refresh count, τ and the fraction come from the file.
     pub fn load(&mut self, dir: &Path, device: &B::Device) -> Result<(), OptimError> {
-        let json_file = dir.join(STATE_JSON_FILE);
-        let text = std::fs::read_to_string(&json_file).map_err(|source| OptimError::Io {
-            path: json_file.clone(),
-            source,
-        })?;
-        let json: StateJson = serde_json::from_str(&text).map_err(|e| OptimError::Json {
-            file: json_file.clone(),
-            message: e.to_string(),
-        })?;
-        if json.format != FORMAT {
-            return Err(OptimError::Json {
-                file: json_file,
-                message: format!("format is `{}`, expected `{FORMAT}`", json.format),
-            });
-        }
+        let json = read_state_json(&dir.join(STATE_JSON_FILE))?;
         let file = dir.join(STATE_TENSORS_FILE);
         let bytes = std::fs::read(&file).map_err(|source| OptimError::Io {
             path: file.clone(),
@@ -162,67 +148,9 @@ impl<B: AutodiffBackend> Optimizer<B> {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        let bad = |tensor: &str, message: String| OptimError::StateTensor {
-            file: file.clone(),
-            tensor: tensor.to_string(),
-            message,
-        };
-        let read = |tensor: &str, dtype: Dtype| -> Result<(Vec<usize>, &[u8]), OptimError> {
-            let view = st.tensor(tensor).map_err(|e| bad(tensor, e.to_string()))?;
-            if view.dtype() != dtype {
-                return Err(bad(
-                    tensor,
-                    format!("dtype {:?}, expected {dtype:?}", view.dtype()),
-                ));
-            }
-            Ok((view.shape().to_vec(), view.data()))
-        };
-
-        let mut params = BTreeMap::new();
-        for (name, &step) in &json.steps {
-            let (shape, m) = read(&format!("{name}{EXP_AVG}"), Dtype::F32)?;
-            let (shape_v, v) = read(&format!("{name}{EXP_AVG_SQ}"), Dtype::F32)?;
-            if shape_v != shape {
-                return Err(bad(
-                    &format!("{name}{EXP_AVG_SQ}"),
-                    format!("shape {shape_v:?}, but exp_avg has {shape:?}"),
-                ));
-            }
-            let n = shape.iter().product::<usize>();
-            let floats = |b: &[u8]| -> Vec<f32> {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            };
-            let state = ParamState {
-                exp_avg: Tensor::from_data(TensorData::new(floats(m), [n]), device),
-                exp_avg_sq: Tensor::from_data(TensorData::new(floats(v), [n]), device),
-                step,
-                shape,
-            };
-            params.insert(name.clone(), state);
-        }
-        let mut masks = BTreeMap::new();
-        for tensor in st.names() {
-            let Some(name) = tensor.strip_suffix(MASK) else {
-                continue;
-            };
-            let (shape, data) = read(tensor, Dtype::U8)?;
-            if let Some(s) = params.get(name) {
-                if s.shape != shape {
-                    return Err(bad(
-                        tensor,
-                        format!("shape {shape:?}, but the Adam state has {:?}", s.shape),
-                    ));
-                }
-            }
-            let bools: Vec<bool> = data.iter().map(|&b| b != 0).collect();
-            let n = bools.len();
-            masks.insert(
-                name.to_string(),
-                Tensor::from_data(TensorData::new(bools, [n]), device),
-            );
-        }
+        let tensors = TensorFile { file, st };
+        let params = tensors.param_states(&json.steps, device)?;
+        let masks = tensors.masks(&params, device)?;
 
         if json.start != self.start {
             tracing::warn!(
@@ -242,5 +170,118 @@ impl<B: AutodiffBackend> Optimizer<B> {
         self.params = params;
         self.masks = masks;
         Ok(())
+    }
+}
+
+/// `optimizer.json`, checked for its format tag.
+fn read_state_json(json_file: &Path) -> Result<StateJson, OptimError> {
+    let text = std::fs::read_to_string(json_file).map_err(|source| OptimError::Io {
+        path: json_file.to_path_buf(),
+        source,
+    })?;
+    let json: StateJson = serde_json::from_str(&text).map_err(|e| OptimError::Json {
+        file: json_file.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if json.format != FORMAT {
+        return Err(OptimError::Json {
+            file: json_file.to_path_buf(),
+            message: format!("format is `{}`, expected `{FORMAT}`", json.format),
+        });
+    }
+    Ok(json)
+}
+
+/// `optimizer.safetensors`, parsed, with the path its errors name.
+struct TensorFile<'a> {
+    file: PathBuf,
+    st: SafeTensors<'a>,
+}
+
+impl TensorFile<'_> {
+    fn bad(&self, tensor: &str, message: String) -> OptimError {
+        OptimError::StateTensor {
+            file: self.file.clone(),
+            tensor: tensor.to_string(),
+            message,
+        }
+    }
+
+    /// The shape and bytes of `tensor`, which must have `dtype`.
+    fn read(&self, tensor: &str, dtype: Dtype) -> Result<(Vec<usize>, &[u8]), OptimError> {
+        let view = self
+            .st
+            .tensor(tensor)
+            .map_err(|e| self.bad(tensor, e.to_string()))?;
+        if view.dtype() != dtype {
+            return Err(self.bad(
+                tensor,
+                format!("dtype {:?}, expected {dtype:?}", view.dtype()),
+            ));
+        }
+        Ok((view.shape().to_vec(), view.data()))
+    }
+
+    /// The Adam state of every parameter in `steps` (its step count from the JSON).
+    fn param_states<B: Backend>(
+        &self,
+        steps: &BTreeMap<String, u64>,
+        device: &B::Device,
+    ) -> Result<BTreeMap<String, ParamState<B>>, OptimError> {
+        let mut params = BTreeMap::new();
+        for (name, &step) in steps {
+            let (shape, m) = self.read(&format!("{name}{EXP_AVG}"), Dtype::F32)?;
+            let (shape_v, v) = self.read(&format!("{name}{EXP_AVG_SQ}"), Dtype::F32)?;
+            if shape_v != shape {
+                return Err(self.bad(
+                    &format!("{name}{EXP_AVG_SQ}"),
+                    format!("shape {shape_v:?}, but exp_avg has {shape:?}"),
+                ));
+            }
+            let n = shape.iter().product::<usize>();
+            let floats = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            };
+            let state = ParamState {
+                exp_avg: Tensor::from_data(TensorData::new(floats(m), [n]), device),
+                exp_avg_sq: Tensor::from_data(TensorData::new(floats(v), [n]), device),
+                step,
+                shape,
+            };
+            params.insert(name.clone(), state);
+        }
+        Ok(params)
+    }
+
+    /// Every `<name>.mask` in the file (flat), checked against the shape of `params`' state.
+    fn masks<B: Backend>(
+        &self,
+        params: &BTreeMap<String, ParamState<B>>,
+        device: &B::Device,
+    ) -> Result<BTreeMap<String, Tensor<B, 1, Bool>>, OptimError> {
+        let mut masks = BTreeMap::new();
+        for tensor in self.st.names() {
+            let Some(name) = tensor.strip_suffix(MASK) else {
+                continue;
+            };
+            let (shape, data) = self.read(tensor, Dtype::U8)?;
+            if let Some(s) = params.get(name) {
+                if s.shape != shape {
+                    return Err(self.bad(
+                        tensor,
+                        format!("shape {shape:?}, but the Adam state has {:?}", s.shape),
+                    ));
+                }
+            }
+            let bools: Vec<bool> = data.iter().map(|&b| b != 0).collect();
+            let n = bools.len();
+            masks.insert(
+                name.to_string(),
+                Tensor::from_data(TensorData::new(bools, [n]), device),
+            );
+        }
+        Ok(masks)
     }
 }

@@ -15,7 +15,8 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use crate::mask::{boost, flat_mask, kth_smallest};
+use crate::mask::{boost, flat_mask};
+use crate::select_device::kth_smallest;
 
 /// Fraction of flat coordinates in the toy (1 of 2).
 const GAMMA: f64 = 0.5;

@@ -31,7 +31,7 @@ use ire_llama::params::named_values;
 use ire_llama::testing::{assert_close, output_and_input_grads, randn, values};
 use ire_llama::{Llama, LlamaConfig, RopeHost};
 use ire_optim::fused::FusedUpdate;
-use ire_optim::mask::{kth_smallest, kth_smallest_with, Strategy};
+use ire_optim::select_device::{kth_smallest, kth_smallest_with, Strategy};
 use ire_optim::{gnb_gradients, gnb_seed, OptimConfig, Optimizer};
 
 /// The reference: Flex with its kernels.

@@ -143,8 +143,9 @@ fn the_mask_boosts_exactly_the_masked_displacement() {
 /// zeros and NaNs, across the sampled bracket and its fallback.
 #[test]
 fn cpu_refresh_selects_what_the_device_bisection_selects() {
-    use ire_optim::mask::{kth_smallest_with, Strategy};
-    use ire_optim::refresh::{self, HForm};
+    use ire_optim::select::HForm;
+    use ire_optim::select_cpu;
+    use ire_optim::select_device::{kth_smallest_with, Strategy};
     let n = 300_000;
     let mut rng = SplitMix64::new(9);
     let mut x: Vec<f32> = (0..n).map(|_| (rng.normal() * 1e-3) as f32).collect();
@@ -165,7 +166,7 @@ fn cpu_refresh_selects_what_the_device_bisection_selects() {
         (HForm::Square, 0),
         (HForm::Abs, (n - n / 1013) as u64), // the last ordered value
     ] {
-        let cpu = refresh::kth_smallest(&parts, form, k);
+        let cpu = select_cpu::kth_smallest(&parts, form, k);
         let h: Vec<Tensor<Flex, 1>> = parts
             .iter()
             .map(|p| {
@@ -182,7 +183,7 @@ fn cpu_refresh_selects_what_the_device_bisection_selects() {
         let masked: usize = parts
             .iter()
             .map(|p| {
-                refresh::mask(p, form, cpu.threshold)
+                select_cpu::mask(p, form, cpu.threshold)
                     .iter()
                     .filter(|&&b| b)
                     .count()

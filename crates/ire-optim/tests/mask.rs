@@ -1,5 +1,6 @@
-//! The exact k-th-smallest threshold against a host sort: small and large inputs, ties, zeros,
-//! f64, and an input built so that the strided sample misses the bracket.
+//! The exact on-device k-th-smallest threshold (`select_device`) against a host sort: small and
+//! large inputs, ties, zeros, f64, and an input built so that the strided sample misses the
+//! bracket; the mask and the boost built on it.
 
 mod common;
 
@@ -7,7 +8,8 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::DType;
 use common::curvature;
-use ire_optim::mask::{boost, count_le, flat_mask, kth_smallest, kth_smallest_with, Strategy};
+use ire_optim::mask::{boost, flat_mask};
+use ire_optim::select_device::{count_le, kth_smallest, kth_smallest_with, Strategy};
 
 type B = Flex;
 

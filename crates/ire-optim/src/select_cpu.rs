@@ -1,45 +1,22 @@
-//! AdmIRE's mask refresh on the CPU in two passes over the estimates: the exact global
-//! threshold τ (the ⌊γp⌋-th smallest `h`) and the masks `n = 1[h ≤ τ]`, with `h = ĝ²`, `|ĝ|`
-//! or Adam's `v` formed on the fly (never stored).
+//! The exact k-th smallest of `h` on the CPU, and the masks `n = 1[h ≤ τ]`, in passes over
+//! host memory: AdmIRE's mask refresh on burn-flex ([`crate::FusedUpdate::flat_masks`]), with
+//! `h = ĝ²`, `|ĝ|` or Adam's `v` formed on the fly (never stored). [`crate::select_device`] is
+//! the on-device version.
 //!
 //! 1. A strided sample of ~65k values brackets τ between two sample quantiles around γ
-//!    (the same bracket [`crate::mask`] uses on devices).
+//!    (the bracket [`crate::select`] gives both versions; NaNs are left out of this sample).
 //! 2. **Pass one** (rayon over chunks): count the values ≤ lo and gather the ~1–2 % inside
 //!    `(lo, hi]`; τ is then a `select_nth` on the gathered values, offset by the count.
 //!    If the sample missed (rare; the bracket is ±4σ wide), every value is gathered instead.
-//! 3. **Pass two**: write the masks.
+//! 3. **Pass two**: write the masks ([`select_and_mask`] does both passes in one).
 //!
 //! NaNs are never ≤ τ; if fewer than k values are ordered, τ = +∞. Ties at τ are included, as
 //! in the device version, so both give the same threshold and masks (tested).
 
 use rayon::prelude::*;
 
-use crate::mask::Selection;
+use crate::select::{bracket_positions, sample_stride, HForm, Selection};
 
-/// How `h` is formed from a stored value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HForm {
-    /// `h = x²` (GNB, `ire.py`).
-    Square,
-    /// `h = |x|` (GNB, `ire_new.py`).
-    Abs,
-    /// `h = x` (Adam's `v`).
-    Identity,
-}
-
-impl HForm {
-    #[inline(always)]
-    fn apply(self, x: f32) -> f32 {
-        match self {
-            HForm::Square => x * x,
-            HForm::Abs => x.abs(),
-            HForm::Identity => x,
-        }
-    }
-}
-
-/// Target size of the strided sample.
-const SAMPLE: usize = 1 << 16;
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 16;
 
@@ -70,9 +47,10 @@ pub fn kth_smallest(parts: &[&[f32]], form: HForm, k: u64) -> Selection {
     select(all, k, 0)
 }
 
-/// Sample quantiles `(lo, hi)` around k/p, ±4σ of a sample quantile plus two positions.
+/// Sample quantiles `(lo, hi)` around k/p ([`bracket_positions`]) of the ordered (non-NaN)
+/// sampled `h`; `(-∞, +∞)` when every sampled `h` is NaN.
 fn bracket(parts: &[&[f32]], form: HForm, p: usize, k: u64) -> (f32, f32) {
-    let stride = (p / SAMPLE) | 1; // odd, so matrix columns are not sampled in lockstep
+    let stride = sample_stride(p);
     let mut sample: Vec<f32> = parts
         .iter()
         .flat_map(|x| x.iter().step_by(stride).map(|&v| form.apply(v)))
@@ -82,21 +60,9 @@ fn bracket(parts: &[&[f32]], form: HForm, p: usize, k: u64) -> (f32, f32) {
         return (f32::NEG_INFINITY, f32::INFINITY);
     }
     sample.sort_unstable_by(f32::total_cmp);
-    let s = sample.len() as f64;
-    let q = k as f64 / p as f64;
-    let margin = 4.0 * (q * (1.0 - q) / s).sqrt() + 2.0 / s;
-    let lo_pos = ((q - margin) * s).floor();
-    let hi_pos = ((q + margin) * s).ceil();
-    let lo = if lo_pos >= 0.0 {
-        sample[lo_pos as usize]
-    } else {
-        f32::NEG_INFINITY
-    };
-    let hi = if hi_pos < s {
-        sample[hi_pos as usize]
-    } else {
-        f32::INFINITY
-    };
+    let (lo_pos, hi_pos) = bracket_positions(sample.len(), p, k);
+    let lo = lo_pos.map_or(f32::NEG_INFINITY, |i| sample[i]);
+    let hi = hi_pos.map_or(f32::INFINITY, |i| sample[i]);
     (lo, hi)
 }
 
