@@ -14,7 +14,9 @@
 # Shapes: tiny = d256 L4 h4 ff688 V8192; 60m = d512 L8 h8 ff1376 V32000 ("60m-shaped" of the
 # performance issue; the `60m` preset itself has V50304); both seq 256 x batch 8, untied, fp32.
 # Needs .venv with torch and transformers (docs/performance.md). Env: THREADS (2), ROUNDS (3),
-# PYTHON (.venv/bin/python), OUT (target/bench/bench-train.jsonl).
+# PYTHON (.venv/bin/python), OUT (target/bench/bench-train.jsonl), BASELINE (optional: another
+# build's bench_train binary, e.g. of the commit before a refactor; each round then also runs
+# its AdamW step right after ire's, and the table adds ire/baseline and baseline/PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
@@ -27,7 +29,7 @@ mkdir -p "$(dirname "$OUT")"
 : > "$OUT"
 
 cargo build --release -q -p ire-train --example bench_train
-BENCH=target/release/examples/bench_train
+BENCH="${CARGO_TARGET_DIR:-target}/release/examples/bench_train"
 
 for shape in "${SHAPES[@]}"; do
   case "$shape" in
@@ -43,6 +45,10 @@ for shape in "${SHAPES[@]}"; do
     echo "== $shape round $round/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     line=$(RAYON_NUM_THREADS=$THREADS "$BENCH" "${ire_shape[@]}" --seq 256 --batch 8 --steps "$steps" --optim adamw "${profile[@]}")
     tag "$line" >> "$OUT"
+    if [ -n "${BASELINE:-}" ]; then
+      line=$(RAYON_NUM_THREADS=$THREADS "$BASELINE" "${ire_shape[@]}" --seq 256 --batch 8 --steps "$steps" --optim adamw "${profile[@]}")
+      tag "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["impl"]="baseline"; print(json.dumps(d))' "$line")" >> "$OUT"
+    fi
     line=$(OMP_NUM_THREADS=$THREADS "$PY" tools/bench_torch_train.py --untied --threads "$THREADS" \
       --steps "$steps" "${torch_shape[@]}" --seq 256 --batch 8 | tail -n 1)
     tag "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["impl"]="torch"; print(json.dumps(d))' "$line")" >> "$OUT"
@@ -72,5 +78,12 @@ for shape in dict.fromkeys(r["shape"] for r in rows):
         print(f"  where ire's AdamW step goes (ms per step, round 1, step {prof['step_ms_mean']:.0f} ms):")
         for k, v in prof["ms_per_step"].items():
             print(f"    {k:<42} {v:>9.1f}")
+    base = by("baseline", "adamw")
+    if base and set(base) >= set(rounds):
+        per = [ire[k]["tokens_per_s"] / base[k]["tokens_per_s"] for k in rounds]
+        old = med([base[k]["tokens_per_s"] / torch[k]["tokens_per_s"] for k in rounds])
+        print(f"  baseline build: {med([base[k]['tokens_per_s'] for k in rounds]):.0f} tok/s, "
+              f"baseline/PyTorch {old:.2f}x; ire/baseline {med(per):.3f}x "
+              f"(rounds {', '.join(f'{x:.3f}' for x in per)})")
 print(f"\n{len(rows)} measurements in {sys.argv[1]}")
 PY

@@ -23,35 +23,34 @@
 //! - [`sharpness`]: Hutchinson's Hessian trace and λ_max from finite differences of gradients.
 //! - [`TrainBackend`]: the one bound training code puts on its backend.
 //!
-//! A training iteration, as in the paper's loop (`docs/admire.md`):
+//! The optimizer's part of the paper's loop (`docs/admire.md`): refresh the mask when due,
+//! then step with the iteration's gradients (here synthetic ones). The whole training step —
+//! micro-batches, clipping, the non-finite guard — is `ire_train::step`, whose example runs
+//! this loop through the trainer's own functions.
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
-//! use burn::optim::GradientsParams;
 //! use burn::prelude::*;
 //! use ire_llama::{InitScheme, Llama, LlamaConfig};
-//! use ire_optim::{clip_global_norm, gnb_gradients, gnb_seed, OptimConfig, Optimizer, ScheduleConfig};
+//! use ire_optim::{gnb_gradients, gnb_seed, synthetic_gradients, OptimConfig, Optimizer};
 //! type B = Autodiff<Flex>;
 //!
 //! let device = Default::default();
 //! let mut cfg = LlamaConfig::preset("tiny").unwrap();
 //! (cfg.vocab_size, cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size) = (64, 1, 32, 64);
 //! let mut model = Llama::<B>::init(&cfg, InitScheme::Torch, 0, &device).unwrap();
-//! let schedule = ScheduleConfig { kind: ire_optim::ScheduleKind::Cosine, lr_max: 1e-3, lr_min: None, warmup: 2, total: 10 }
-//!     .build()
-//!     .unwrap();
-//! let mut optim = Optimizer::<B>::new(&OptimConfig::admire(), schedule.warmup).unwrap();
+//! let warmup = 2; // T_s: the boost starts after the warm-up
+//! let mut optim = Optimizer::<B>::new(&OptimConfig::admire(), warmup).unwrap();
 //! let tokens = Tensor::<B, 2, Int>::from_ints([[1, 2, 3, 4, 5]], &device);
 //! for it in 0..5 {
 //!     if optim.needs_refresh(it) {
 //!         let g_hat = gnb_gradients(&model, tokens.clone(), gnb_seed(1, it as u64), 0);
 //!         optim.refresh_mask(&model, &g_hat);
 //!     }
-//!     let loss = model.loss(tokens.clone().slice([0..1, 0..4]), tokens.clone().slice([0..1, 1..5]));
-//!     let grads = GradientsParams::from_grads(loss.backward(), &model);
-//!     let (grads, _norm) = clip_global_norm(&model, grads, 1.0);
-//!     let lr = schedule.lr_at(it);
-//!     model = optim.step(it, lr, schedule.lr_max, model, grads);
+//!     let grads = synthetic_gradients::<B, _>(&model, it as u64, 1e-2);
+//!     model = optim.step(it, 1e-3, 1e-3, model, grads);
+//!     // κ_t = κ = 4 once a mask exists (refreshed before iteration 3), 0 before.
+//!     assert_eq!(optim.applied_kappa(), if it >= 3 { 4.0 } else { 0.0 });
 //! }
 //! // ⌊γp⌋/p of the coordinates (more with ties at τ) are flat.
 //! assert!(optim.mask_fraction().unwrap() > 0.59);

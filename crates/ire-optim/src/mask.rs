@@ -9,10 +9,6 @@
 
 use burn::prelude::*;
 
-/// The on-device selection of τ, also reachable here (its path before it moved to
-/// [`crate::select_device`]; `ire-train`'s bench still uses it).
-pub use crate::select_device::kth_smallest;
-
 /// The mask `n = 1[h ≤ τ]`.
 pub fn flat_mask<B: Backend, const D: usize>(
     h: Tensor<B, D>,

@@ -17,7 +17,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use ire_llama::ops::profile;
 use ire_llama::{InitScheme, Llama, LlamaConfig, Precision};
-use ire_optim::mask::kth_smallest;
+use ire_optim::select_device::kth_smallest;
 use ire_optim::{gnb_seed, OptimConfig, OptimName, Optimizer, TrainBackend};
 use serde_json::{json, Value};
 
@@ -295,7 +295,7 @@ fn profile_split<B: TrainBackend>(run: &Run<B>) -> serde_json::Map<String, Value
 
 /// The exact k-th smallest of `n` fixed pseudo-random non-negative f32 values (squares, like
 /// AdmIRE's h, with deliberate ties), `k = ⌊0.6 n⌋`, found on `device` by
-/// [`ire_optim::mask::kth_smallest`] and on the host by sorting; one JSON object with both, the
+/// [`ire_optim::select_device::kth_smallest`] and on the host by sorting; one JSON object with both, the
 /// counts and whether they agree exactly.
 pub fn tau_check<B: Backend>(n: usize, device: &B::Device) -> Value {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
