@@ -69,9 +69,9 @@ pub mod tokenizer;
 pub mod verify;
 pub mod wikitext;
 
-pub use config::{DataConfig, DatasetSource, Split, TokenizerSpec, TrainTokenizer};
+pub use config::{DataConfig, DatasetSource, SamplerKind, Split, TokenizerSpec, TrainTokenizer};
 pub use error::{DataError, Result};
 pub use hub::HubOptions;
-pub use loader::{Batch, DataParallel, Loader, LoaderState, Prefetcher, SamplerKind};
+pub use loader::{Batch, DataParallel, Loader, LoaderState, Prefetcher};
 pub use prepare::{prepare, prepare_with, Meta, Preparation, PreparedDataset};
 pub use tokenizer::Tokenizer;

@@ -24,21 +24,10 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Split;
+use crate::config::{SamplerKind, Split};
 use crate::error::{DataError, Result};
 use crate::prepare::{PreparedDataset, SplitTokens};
 use crate::source::splitmix64;
-
-/// How global sample indices map to windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SamplerKind {
-    /// Uniform random start offsets over the whole split (nanoGPT).
-    #[default]
-    RandomWindows,
-    /// A seeded permutation of non-overlapping windows per epoch.
-    EpochPermutation,
-}
 
 /// A batch of windows as plain vectors, row-major `[batch, ctx]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

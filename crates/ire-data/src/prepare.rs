@@ -1018,7 +1018,7 @@ impl PreparedDataset {
             self,
             Split::Val,
             ctx,
-            crate::loader::SamplerKind::EpochPermutation,
+            crate::config::SamplerKind::EpochPermutation,
             0,
         )?
         .val_windows(n)
