@@ -53,8 +53,10 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dataset;
 pub mod embedded;
 pub mod error;
+pub mod format;
 pub mod hub;
 mod hub_download;
 pub mod hub_fetch;
@@ -70,8 +72,10 @@ pub mod verify;
 pub mod wikitext;
 
 pub use config::{DataConfig, DatasetSource, SamplerKind, Split, TokenizerSpec, TrainTokenizer};
+pub use dataset::{Preparation, PreparedDataset};
 pub use error::{DataError, Result};
+pub use format::Meta;
 pub use hub::HubOptions;
 pub use loader::{Batch, DataParallel, Loader, LoaderState, Prefetcher};
-pub use prepare::{prepare, prepare_with, Meta, Preparation, PreparedDataset};
+pub use prepare::{prepare, prepare_with};
 pub use tokenizer::Tokenizer;

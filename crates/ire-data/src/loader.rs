@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{SamplerKind, Split};
+use crate::dataset::{PreparedDataset, SplitTokens};
 use crate::error::{DataError, Result};
-use crate::prepare::{PreparedDataset, SplitTokens};
 use crate::source::splitmix64;
 
 /// A batch of windows as plain vectors, row-major `[batch, ctx]`.
@@ -287,6 +287,14 @@ impl Loader {
             self.fill(i, idx * self.ctx as u64, &mut window, &mut b);
         }
         Ok(b)
+    }
+}
+
+// Here rather than in `dataset.rs`, so that the reader does not depend on the loader.
+impl PreparedDataset {
+    /// `n` fixed validation windows of `ctx` (+1) tokens, spread evenly over the val split.
+    pub fn val_windows(&self, n: usize, ctx: usize) -> Result<Batch> {
+        Loader::new(self, Split::Val, ctx, SamplerKind::EpochPermutation, 0)?.val_windows(n)
     }
 }
 
