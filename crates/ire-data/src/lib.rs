@@ -67,6 +67,7 @@ pub mod parquet_text;
 pub mod prepare;
 pub mod shard;
 pub mod source;
+mod tokenize;
 pub mod tokenizer;
 pub mod verify;
 pub mod wikitext;

@@ -1,5 +1,7 @@
-//! `prepare`: tokenize a source once into a prepared dataset folder (the format is in
-//! [`crate::format`]; [`crate::dataset`] reads it).
+//! `prepare`, the writer: tokenize a source once into a prepared dataset folder. It resolves
+//! the source, gets or trains the tokenizer, runs the shard pipeline (`tokenize.rs`) and
+//! writes `meta.json` last; the folder's format is [`crate::format`], its reader
+//! [`crate::dataset`].
 //!
 //! A second run sees `meta.json` and returns at once. A run killed midway keeps every shard
 //! that has its record; the next run re-reads the source, skips the documents those shards
@@ -8,29 +10,25 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
-use crate::config::{DataConfig, DatasetSource, Split, TokenizerSpec};
+use crate::config::{DataConfig, DatasetSource, Split, TokenizerSpec, TrainTokenizer};
 use crate::dataset::{Preparation, PreparedDataset};
 use crate::error::{DataError, Result};
 use crate::format::{
-    config_fingerprint, read_json, record_name, shard_name, write_json, Meta, ShardMeta,
-    ShardRecord, SplitMeta, TokenizerMeta, TokenizerRecord, META_FILE, TOKENIZER_FILE,
-    TOKENIZER_RECORD,
+    config_fingerprint, read_json, write_json, Meta, SplitMeta, TokenizerMeta, TokenizerRecord,
+    META_FILE, TOKENIZER_FILE, TOKENIZER_RECORD,
 };
 use crate::hub::{Hub, HubOptions, HubRepo};
 use crate::lock::PrepareLock;
-use crate::shard::{ShardWriter, TokenDtype, FORMAT_VERSION, HEADER_BYTES};
+use crate::shard::{TokenDtype, FORMAT_VERSION};
 use crate::source::{split_rule, ResolvedSource, SplitRule};
+use crate::tokenize::{resume_splits, tokenize_source, SplitState};
 use crate::tokenizer::{sha256_hex, Tokenizer};
 
-/// Text per tokenization batch handed to the rayon pool.
-const BATCH_TEXT_BYTES: usize = 4 << 20;
-
+/// The token-deciding fields of `cfg`, for a mismatch message.
 fn describe_config(cfg: &DataConfig) -> String {
     format!(
         "dataset {}, tokenizer {}, shard_tokens {}, split {}",
@@ -115,27 +113,33 @@ pub fn prepare_with(
         "tokenizer ready"
     );
 
-    let mut states = BTreeMap::new();
-    for &split in &source.splits {
-        states.insert(
-            split,
-            resume_split(out, split, &fingerprint, &tokenizer, &source)?,
-        );
-    }
-    let resumed: usize = states.values().map(|s| s.shards.len()).sum();
-    if resumed > 0 {
-        info!(
-            shards = resumed,
-            "resuming: keeping finished shards of an earlier run"
-        );
-    }
+    let (mut states, resumed) = resume_splits(out, &fingerprint, &tokenizer, &source)?;
     let new_shards = tokenize_source(cfg, &source, &tokenizer, out, &fingerprint, &mut states)?;
+    let meta = build_meta(cfg, &source, &tokenizer, fingerprint, &states)?;
+    write_json(&out.join(META_FILE), &meta)?;
+    for (split, m) in &meta.splits {
+        info!(%split, documents = m.documents, tokens = m.tokens, shards = m.shards.len(), "prepared");
+    }
+    let ds = PreparedDataset::open(out)?;
+    Ok(ds.with_preparation(Preparation::Prepared {
+        resumed_shards: resumed,
+        new_shards,
+    }))
+}
 
+/// `meta.json` of the finished folder; an empty split is an error.
+fn build_meta(
+    cfg: &DataConfig,
+    source: &ResolvedSource,
+    tokenizer: &Tokenizer,
+    fingerprint: String,
+    states: &BTreeMap<Split, SplitState>,
+) -> Result<Meta> {
     let mut splits = BTreeMap::new();
-    for (split, st) in &states {
+    for (split, st) in states {
         let tokens: u64 = st.shards.iter().map(|s| s.tokens).sum();
         if tokens == 0 {
-            return Err(empty_split(*split, &source, cfg));
+            return Err(empty_split(*split, source, cfg));
         }
         splits.insert(
             *split,
@@ -147,7 +151,7 @@ pub fn prepare_with(
             },
         );
     }
-    let meta = Meta {
+    Ok(Meta {
         format_version: FORMAT_VERSION,
         created_by: format!("ire-data {}", env!("CARGO_PKG_VERSION")),
         config_fingerprint: fingerprint,
@@ -169,16 +173,7 @@ pub fn prepare_with(
         dtype: TokenDtype::for_vocab(tokenizer.vocab_size() as u64),
         shard_tokens: cfg.shard_tokens,
         splits,
-    };
-    write_json(&out.join(META_FILE), &meta)?;
-    for (split, m) in &meta.splits {
-        info!(%split, documents = m.documents, tokens = m.tokens, shards = m.shards.len(), "prepared");
-    }
-    let ds = PreparedDataset::open(out)?;
-    Ok(ds.with_preparation(Preparation::Prepared {
-        resumed_shards: resumed,
-        new_shards,
-    }))
+    })
 }
 
 fn empty_split(split: Split, source: &ResolvedSource, cfg: &DataConfig) -> DataError {
@@ -234,330 +229,82 @@ fn obtain_tokenizer(
             )
         }
         TokenizerSpec::File(path) => Tokenizer::from_file(&path),
-        TokenizerSpec::Train(t) => {
-            let tok_path = out.join(TOKENIZER_FILE);
-            let rec_path = out.join(TOKENIZER_RECORD);
-            if tok_path.exists() && rec_path.exists() {
-                let rec: TokenizerRecord = read_json(&rec_path, "tokenizer record")?;
-                if rec.config_fingerprint == fingerprint && rec.source_commit == source.commit {
-                    let json = std::fs::read(&tok_path)
-                        .map_err(|e| DataError::io(&tok_path, "reading", e))?;
-                    if sha256_hex(&json) == rec.sha256 {
-                        info!("reusing the tokenizer trained by an earlier run");
-                        return Tokenizer::from_json(json, Path::new(&rec.origin));
-                    }
-                }
-            }
-            let started = Instant::now();
-            let mut docs = Vec::new();
-            let mut bytes = 0u64;
-            source.for_each_document(&[Split::Train], &mut |_, text| {
-                bytes += text.len() as u64;
-                docs.push(text);
-                Ok(bytes < t.max_train_bytes)
-            })?;
-            if docs.is_empty() {
-                return Err(empty_split(Split::Train, source, cfg));
-            }
-            info!(
-                documents = docs.len(),
-                bytes,
-                vocab = t.vocab_size,
-                "training the tokenizer"
-            );
-            let trained = Tokenizer::train_bpe(&docs, t.vocab_size, t.min_frequency)?;
-            let origin = format!(
-                "byte-level BPE {} trained on the first {} train documents ({} bytes) of {}",
-                t.vocab_size,
-                docs.len(),
-                bytes,
-                source.describe()
-            );
-            let tok = Tokenizer::from_json(trained.json_bytes().to_vec(), Path::new(&origin))?;
-            tok.save(&tok_path)?;
-            write_json(
-                &rec_path,
-                &TokenizerRecord {
-                    config_fingerprint: fingerprint.into(),
-                    source_commit: source.commit.clone(),
-                    sha256: tok.sha256().into(),
-                    origin,
-                },
-            )?;
-            info!(secs = started.elapsed().as_secs_f32(), "tokenizer trained");
-            Ok(tok)
-        }
+        TokenizerSpec::Train(t) => train_tokenizer(cfg, &t, source, out, fingerprint),
     }
 }
 
-/// Progress of one split: finished shards and the documents they hold.
-#[derive(Debug, Default)]
-struct SplitState {
-    shards: Vec<ShardMeta>,
-    docs_done: u64,
-    finished: bool,
-}
-
-fn resume_split(
-    out: &Path,
-    split: Split,
-    fingerprint: &str,
-    tokenizer: &Tokenizer,
+/// The tokenizer an earlier run of this config trained on this source, if its record says
+/// so and the file still has the recorded sha256.
+fn reuse_trained(
+    tok_path: &Path,
+    rec_path: &Path,
     source: &ResolvedSource,
-) -> Result<SplitState> {
-    let mut st = SplitState::default();
-    let width = TokenDtype::for_vocab(tokenizer.vocab_size() as u64).bytes() as u64;
-    for index in 0.. {
-        let rec_path = out.join(record_name(split, index));
-        if !rec_path.exists() {
-            break;
-        }
-        let rec: ShardRecord = read_json(&rec_path, "shard record")?;
-        let mismatch = |field: &str, expected: String, found: String| DataError::PreparedMismatch {
-            path: rec_path.clone(),
-            field: field.into(),
-            expected,
-            found,
-        };
-        if rec.config_fingerprint != fingerprint {
-            return Err(mismatch(
-                "config",
-                fingerprint.into(),
-                rec.config_fingerprint,
-            ));
-        }
-        if rec.tokenizer_sha256 != tokenizer.sha256() {
-            return Err(mismatch(
-                "tokenizer (sha256)",
-                tokenizer.sha256().into(),
-                rec.tokenizer_sha256,
-            ));
-        }
-        if rec.source_commit != source.commit {
-            return Err(mismatch(
-                "source commit",
-                format!("{:?}", source.commit),
-                format!("{:?}", rec.source_commit),
-            ));
-        }
-        let bin = out.join(&rec.shard.file);
-        let len = std::fs::metadata(&bin)
-            .map_err(|e| DataError::io(&bin, "opening a finished shard", e))?
-            .len();
-        let want = HEADER_BYTES as u64 + rec.shard.tokens * width;
-        if len != want {
-            return Err(DataError::CorruptShard {
-                path: bin,
-                expected: format!("{want} bytes as recorded in {}", rec_path.display()),
-                found: format!("{len} bytes"),
-            });
-        }
-        st.docs_done = rec.docs_end;
-        st.shards.push(rec.shard);
-        if rec.last {
-            st.finished = true;
-            break;
+    fingerprint: &str,
+) -> Result<Option<Tokenizer>> {
+    if tok_path.exists() && rec_path.exists() {
+        let rec: TokenizerRecord = read_json(rec_path, "tokenizer record")?;
+        if rec.config_fingerprint == fingerprint && rec.source_commit == source.commit {
+            let json =
+                std::fs::read(tok_path).map_err(|e| DataError::io(tok_path, "reading", e))?;
+            if sha256_hex(&json) == rec.sha256 {
+                info!("reusing the tokenizer trained by an earlier run");
+                return Tokenizer::from_json(json, Path::new(&rec.origin)).map(Some);
+            }
         }
     }
-    Ok(st)
+    Ok(None)
 }
 
-/// An open shard plus the counts that go into its record.
-struct OpenShard {
-    writer: ShardWriter,
-    documents: u64,
-    text_bytes: u64,
-}
-
-struct Ctx<'a> {
-    out: &'a Path,
-    fingerprint: &'a str,
-    tokenizer: &'a Tokenizer,
-    commit: Option<String>,
-}
-
-fn close_shard(
-    ctx: &Ctx,
-    split: Split,
-    st: &mut SplitState,
-    open: OpenShard,
-    last: bool,
-) -> Result<()> {
-    let index = st.shards.len();
-    let written = open.writer.finish()?;
-    let shard = ShardMeta {
-        file: shard_name(split, index),
-        tokens: written.tokens,
-        documents: open.documents,
-        text_bytes: open.text_bytes,
-        sha256: written.sha256,
-    };
+/// Trains a byte-level BPE on the first train documents (up to `max_train_bytes`) and
+/// stores it with its record; reuses the one an interrupted run trained.
+fn train_tokenizer(
+    cfg: &DataConfig,
+    t: &TrainTokenizer,
+    source: &ResolvedSource,
+    out: &Path,
+    fingerprint: &str,
+) -> Result<Tokenizer> {
+    let tok_path = out.join(TOKENIZER_FILE);
+    let rec_path = out.join(TOKENIZER_RECORD);
+    if let Some(tok) = reuse_trained(&tok_path, &rec_path, source, fingerprint)? {
+        return Ok(tok);
+    }
+    let started = Instant::now();
+    let mut docs = Vec::new();
+    let mut bytes = 0u64;
+    source.for_each_document(&[Split::Train], &mut |_, text| {
+        bytes += text.len() as u64;
+        docs.push(text);
+        Ok(bytes < t.max_train_bytes)
+    })?;
+    if docs.is_empty() {
+        return Err(empty_split(Split::Train, source, cfg));
+    }
+    info!(
+        documents = docs.len(),
+        bytes,
+        vocab = t.vocab_size,
+        "training the tokenizer"
+    );
+    let trained = Tokenizer::train_bpe(&docs, t.vocab_size, t.min_frequency)?;
+    let origin = format!(
+        "byte-level BPE {} trained on the first {} train documents ({} bytes) of {}",
+        t.vocab_size,
+        docs.len(),
+        bytes,
+        source.describe()
+    );
+    let tok = Tokenizer::from_json(trained.json_bytes().to_vec(), Path::new(&origin))?;
+    tok.save(&tok_path)?;
     write_json(
-        &ctx.out.join(record_name(split, index)),
-        &ShardRecord {
-            config_fingerprint: ctx.fingerprint.into(),
-            tokenizer_sha256: ctx.tokenizer.sha256().into(),
-            source_commit: ctx.commit.clone(),
-            split,
-            index,
-            shard: shard.clone(),
-            docs_end: st.docs_done,
-            last,
+        &rec_path,
+        &TokenizerRecord {
+            config_fingerprint: fingerprint.into(),
+            source_commit: source.commit.clone(),
+            sha256: tok.sha256().into(),
+            origin,
         },
     )?;
-    info!(file = %shard.file, tokens = shard.tokens, documents = shard.documents, "shard written");
-    st.shards.push(shard);
-    st.finished = last;
-    Ok(())
-}
-
-fn progress_bar() -> ProgressBar {
-    let pb = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} tokenizing {binary_bytes} of text ({binary_bytes_per_sec}) {msg} [{elapsed}]",
-    ) {
-        pb.set_style(style);
-    }
-    pb
-}
-
-/// Reads the source on a thread, tokenizes batches on the rayon pool, writes shards.
-/// Returns the number of shards written.
-fn tokenize_source(
-    cfg: &DataConfig,
-    source: &ResolvedSource,
-    tokenizer: &Tokenizer,
-    out: &Path,
-    fingerprint: &str,
-    states: &mut BTreeMap<Split, SplitState>,
-) -> Result<usize> {
-    let wanted: Vec<Split> = states
-        .iter()
-        .filter(|(_, s)| !s.finished)
-        .map(|(k, _)| *k)
-        .collect();
-    if wanted.is_empty() {
-        return Ok(0);
-    }
-    let ctx = Ctx {
-        out,
-        fingerprint,
-        tokenizer,
-        commit: source.commit.clone(),
-    };
-    let vocab = tokenizer.vocab_size() as u64;
-    let eot = tokenizer.eot_id();
-    let pb = progress_bar();
-    let started = Instant::now();
-    let mut seen: BTreeMap<Split, u64> = BTreeMap::new();
-    let mut open: BTreeMap<Split, OpenShard> = BTreeMap::new();
-    let mut new_shards = 0usize;
-    let mut total_bytes = 0u64;
-    let mut total_tokens = 0u64;
-
-    std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = sync_channel::<Vec<(Split, String)>>(2);
-        let wanted_r = wanted.clone();
-        let reader = scope.spawn(move || -> Result<()> {
-            let mut batch = Vec::new();
-            let mut bytes = 0usize;
-            source.for_each_document(&wanted_r, &mut |split, text| {
-                bytes += text.len();
-                batch.push((split, text));
-                if bytes >= BATCH_TEXT_BYTES {
-                    bytes = 0;
-                    if tx.send(std::mem::take(&mut batch)).is_err() {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            })?;
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
-            Ok(())
-        });
-
-        let mut work = || -> Result<()> {
-            for batch in rx.iter() {
-                // Documents already in finished shards of an earlier run are skipped.
-                let mut todo: Vec<(Split, &str)> = Vec::with_capacity(batch.len());
-                for (split, text) in &batch {
-                    let n = seen.entry(*split).or_default();
-                    *n += 1;
-                    if *n > states.get(split).map_or(0, |s| s.docs_done) {
-                        todo.push((*split, text.as_str()));
-                    }
-                }
-                let texts: Vec<&str> = todo.iter().map(|(_, t)| *t).collect();
-                let encoded = tokenizer.encode_batch(&texts)?;
-                for ((split, text), ids) in todo.iter().zip(encoded) {
-                    let st = states.entry(*split).or_default();
-                    let shard = match open.entry(*split) {
-                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(v) => v.insert(OpenShard {
-                            writer: ShardWriter::create(
-                                &out.join(shard_name(*split, st.shards.len())),
-                                vocab,
-                                eot,
-                            )?,
-                            documents: 0,
-                            text_bytes: 0,
-                        }),
-                    };
-                    shard.writer.push(&ids)?;
-                    shard.writer.push(&[eot])?;
-                    shard.documents += 1;
-                    shard.text_bytes += text.len() as u64;
-                    st.docs_done += 1;
-                    total_bytes += text.len() as u64;
-                    total_tokens += ids.len() as u64 + 1;
-                    pb.inc(text.len() as u64);
-                    if shard.writer.tokens() >= cfg.shard_tokens {
-                        if let Some(full) = open.remove(split) {
-                            close_shard(&ctx, *split, st, full, false)?;
-                            new_shards += 1;
-                        }
-                    }
-                }
-                pb.set_message(format!("→ {total_tokens} tokens"));
-            }
-            Ok(())
-        };
-        let result = work();
-        drop(rx);
-        let read = reader.join().unwrap_or_else(|_| {
-            Err(DataError::Loader(
-                "the source reader thread panicked".into(),
-            ))
-        });
-        result?;
-        read
-    })?;
-
-    // Close the last shard of each split; a split whose last shard closed exactly at the
-    // end gets its record marked final.
-    for split in wanted {
-        let st = states.entry(split).or_default();
-        if let Some(last) = open.remove(&split) {
-            close_shard(&ctx, split, st, last, true)?;
-            new_shards += 1;
-        } else if !st.shards.is_empty() {
-            let index = st.shards.len() - 1;
-            let rec_path = out.join(record_name(split, index));
-            let mut rec: ShardRecord = read_json(&rec_path, "shard record")?;
-            rec.last = true;
-            write_json(&rec_path, &rec)?;
-            st.finished = true;
-        }
-    }
-    pb.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    info!(
-        text_mb = total_bytes as f64 / 1e6,
-        tokens = total_tokens,
-        mb_per_s = format!("{:.1}", total_bytes as f64 / 1e6 / secs),
-        "tokenized"
-    );
-    Ok(new_shards)
+    info!(secs = started.elapsed().as_secs_f32(), "tokenizer trained");
+    Ok(tok)
 }
