@@ -216,7 +216,7 @@ pub enum DataError {
     },
 
     /// Source files missing from the cache: gaps in numbered files (`…-00003-of-00012…`), or
-    /// files a recorded listing names (`hub_record.rs`): a partial download.
+    /// files a recorded listing names (`hub/record.rs`): a partial download.
     #[error(
         "{source_name}: {count} file(s) missing, e.g. {missing}: the cache holds only part \
          of the dataset (an interrupted download?). Fetch the rest with `{command}`"

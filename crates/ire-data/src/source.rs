@@ -20,8 +20,8 @@ use tracing::info;
 use crate::config::{DataConfig, DatasetSource, Split};
 use crate::embedded::EmbeddedCorpus;
 use crate::error::{DataError, Result};
+use crate::hub::record::check_cached_complete;
 use crate::hub::{matching, Hub, HubRepo, RepoListing};
-use crate::hub_record::check_cached_complete;
 use crate::parquet_text::read_parquet_text;
 use crate::wikitext::ArticleJoiner;
 

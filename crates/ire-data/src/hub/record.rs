@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::types::{snapshot_dir, HubRepo, RemoteFile, RepoListing};
 use crate::error::{DataError, Result};
-use crate::hub::{snapshot_dir, HubRepo, RemoteFile, RepoListing};
 use crate::shard::write_atomic;
 
 #[derive(Serialize, Deserialize)]
