@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use ire_core::fs::write_atomic;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value};
 
@@ -57,24 +58,7 @@ pub fn save_hf<B: Backend>(
     write_atomic(&weights, &bytes)?;
     let config = model.config.to_hf_value(extra_config);
     let text = serde_json::to_string_pretty(&config).expect("a JSON value always serializes");
-    write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
-}
-
-/// Writes `bytes` to `path` through a temporary sibling file, flushed to disk (fsync) before
-/// it is renamed, so neither a crash nor a power loss leaves a half-written file under the
-/// final name.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LlamaError> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| LlamaError::io(&tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| LlamaError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| LlamaError::io(path, e))
+    Ok(write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?)
 }
 
 /// Loads an HF Llama checkpoint folder (as written by transformers or by [`save_hf`]).

@@ -95,3 +95,10 @@ impl LlamaError {
         }
     }
 }
+
+impl From<ire_core::IoError> for LlamaError {
+    fn from(e: ire_core::IoError) -> Self {
+        let (path, source) = e.into_parts();
+        LlamaError::Io { path, source }
+    }
+}

@@ -17,7 +17,8 @@ use burn::tensor::module::embedding;
 
 use crate::model::Attention;
 use crate::ops::{self, IreOps};
-use crate::{Llama, SplitMix64};
+use crate::Llama;
+use ire_core::SplitMix64;
 
 /// The keys and values of the positions decoded so far, per layer, `[batch, pos, kv_heads,
 /// head_dim]`.

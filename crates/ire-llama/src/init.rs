@@ -12,6 +12,7 @@ use crate::model::{Attention, DecoderLayer, Embedding, Linear, Llama, LlamaModel
 use crate::precision::Precision;
 use crate::rope::RopeHost;
 use crate::{LlamaConfig, LlamaError};
+use ire_core::SplitMix64;
 
 /// How fresh weights are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -196,32 +197,3 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// SplitMix64: a tiny generator whose output is fixed forever (no dependency whose stream could
-/// change with a version bump), good enough for weight initialisation.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal by Box–Muller.
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.unit(); // (0, 1]
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}

@@ -37,11 +37,11 @@ mod rope;
 pub mod testing;
 
 pub use checkpoint::{
-    load_hf, save_hf, write_atomic, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+    load_hf, save_hf, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
 };
 pub use config::{LlamaConfig, PRESETS};
 pub use error::LlamaError;
-pub use init::{InitScheme, ParamKind, ParamSource, SeededInit, SplitMix64};
+pub use init::{InitScheme, ParamKind, ParamSource, SeededInit};
 pub use model::{Attention, DecoderLayer, Embedding, Linear, Llama, LlamaModel, Mlp, RmsNorm};
 pub use ops::IreOps;
 pub use precision::Precision;

@@ -7,7 +7,7 @@
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::SplitMix64;
+use ire_core::SplitMix64;
 
 /// A `shape` tensor of standard normals from [`SplitMix64`] `seed`, on the default device.
 pub fn randn<B: Backend, const N: usize>(shape: [usize; N], seed: u64) -> Tensor<B, N> {

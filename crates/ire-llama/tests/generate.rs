@@ -4,7 +4,8 @@
 use burn::backend::Flex;
 use burn::prelude::*;
 use ire_llama::generate::{generate, pick, KvCache, Sampling};
-use ire_llama::{InitScheme, Llama, LlamaConfig, SplitMix64};
+use ire_core::SplitMix64;
+use ire_llama::{InitScheme, Llama, LlamaConfig};
 
 type B = Flex;
 

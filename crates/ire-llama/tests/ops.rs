@@ -13,7 +13,8 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::prelude::*;
 use ire_llama::ops::{self, reference};
 use ire_llama::testing::{assert_close, output_and_input_grads as run, randn, values};
-use ire_llama::{RopeHost, SplitMix64};
+use ire_core::SplitMix64;
+use ire_llama::RopeHost;
 
 type K = Autodiff<Flex>;
 type D = Autodiff<NdArray<f32>>;

@@ -75,6 +75,8 @@ pub struct Optimizer<B: AutodiffBackend> {
     pub(crate) masks: BTreeMap<String, Tensor<B::InnerBackend, 1, Bool>>,
     pub(crate) stats: Option<MaskStats>,
     pub(crate) refreshes: u64,
+    /// κ_t of the last step, 0 when it did not boost.
+    pub(crate) applied_kappa: f64,
 }
 
 impl<B: AutodiffBackend> Optimizer<B> {
@@ -89,6 +91,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             masks: BTreeMap::new(),
             stats: None,
             refreshes: 0,
+            applied_kappa: 0.0,
         })
     }
 
@@ -138,6 +141,12 @@ impl<B: AutodiffBackend> Optimizer<B> {
         self.stats
     }
 
+    /// The κ_t the last [`Optimizer::step`] multiplied the flat coordinates' displacement by
+    /// (`1 + κ_t`), or 0 when it did not boost (AdamW, `iteration ≤ start`, no mask yet).
+    pub fn applied_kappa(&self) -> f64 {
+        self.applied_kappa
+    }
+
     /// How many times the mask has been refreshed.
     pub fn refreshes(&self) -> u64 {
         self.refreshes
@@ -171,6 +180,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
         let kappa = self.kappa_t(lr, lr_max);
         let boosting =
             self.is_admire() && iteration > self.start && kappa != 0.0 && !self.masks.is_empty();
+        self.applied_kappa = if boosting { kappa } else { 0.0 };
         let mut mapper = StepMapper::<B> {
             names: named_params::<B, M>(&module)
                 .into_iter()

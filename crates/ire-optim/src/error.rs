@@ -52,9 +52,6 @@ pub enum OptimError {
         /// What is wrong with it.
         message: String,
     },
-    /// Writing a file through `ire_llama::write_atomic` failed.
-    #[error(transparent)]
-    Write(#[from] ire_llama::LlamaError),
 }
 
 impl OptimError {
@@ -74,5 +71,12 @@ impl OptimError {
             field,
             message: message.into(),
         }
+    }
+}
+
+impl From<ire_core::IoError> for OptimError {
+    fn from(e: ire_core::IoError) -> Self {
+        let (path, source) = e.into_parts();
+        OptimError::Io { path, source }
     }
 }

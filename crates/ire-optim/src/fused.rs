@@ -187,7 +187,7 @@ impl Scalars {
     }
 }
 
-ire_llama::multiversion! {
+ire_core::multiversion! {
     /// The update of a chunk of coordinates, in place (see the module docs for the formula).
     fn update_chunk(theta: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], mask: &[u8], s: Scalars) {
         let boosting = !mask.is_empty();
@@ -208,7 +208,7 @@ ire_llama::multiversion! {
     }
 }
 
-ire_llama::multiversion! {
+ire_core::multiversion! {
     /// `Σ x²` of a chunk, in 16 f32 lanes.
     fn sum_squares_chunk(x: &[f32]) -> f32 {
         ire_llama::ops::kernels::dot(x, x)

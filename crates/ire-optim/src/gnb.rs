@@ -26,7 +26,8 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use ire_llama::{IreOps, Llama, SplitMix64};
+use ire_core::{splitmix64, SplitMix64};
+use ire_llama::{IreOps, Llama};
 
 /// A model that maps token ids to next-token logits (what GNB needs from it).
 pub trait LogitsModel<B: Backend> {
@@ -65,13 +66,9 @@ impl<B: IreOps> LogitsModel<B> for Llama<B> {
     }
 }
 
-fn mix(x: u64) -> u64 {
-    SplitMix64::new(x).next_u64()
-}
-
 /// The GNB seed of one mask refresh: a hash of the run seed and the iteration.
 pub fn gnb_seed(seed: u64, iteration: u64) -> u64 {
-    mix(mix(seed) ^ iteration)
+    splitmix64(splitmix64(seed) ^ iteration)
 }
 
 /// The uniforms of a `[batch, seq]` batch whose first row is global sample `first_sample`:
@@ -85,7 +82,7 @@ pub fn gnb_uniforms<B: Backend>(
 ) -> Tensor<B, 2> {
     let mut uniforms = Vec::with_capacity(batch * seq);
     for r in 0..batch as u64 {
-        let mut rng = SplitMix64::new(mix(seed ^ mix(first_sample + r)));
+        let mut rng = SplitMix64::new(splitmix64(seed ^ splitmix64(first_sample + r)));
         uniforms.extend((0..seq).map(|_| rng.unit() as f32));
     }
     Tensor::from_data(TensorData::new(uniforms, [batch, seq]), device)

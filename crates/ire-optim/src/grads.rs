@@ -114,7 +114,7 @@ pub fn add_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
 }
 
 struct Synthetic {
-    rng: ire_llama::SplitMix64,
+    rng: ire_core::SplitMix64,
     std: f64,
     out: GradientsParams,
 }
@@ -140,7 +140,7 @@ pub fn synthetic_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
     std: f64,
 ) -> GradientsParams {
     let mut v = Synthetic {
-        rng: ire_llama::SplitMix64::new(seed),
+        rng: ire_core::SplitMix64::new(seed),
         std,
         out: GradientsParams::new(),
     };

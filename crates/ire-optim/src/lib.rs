@@ -18,6 +18,7 @@
 //! - [`mask`]: the exact on-device k-th-smallest threshold, the mask and the boost;
 //!   [`toy`]: the paper's two-parameter example (Fig. 1) on the same functions.
 //! - [`sharpness`]: Hutchinson's Hessian trace and λ_max from finite differences of gradients.
+//! - [`TrainBackend`]: the one bound training code puts on its backend.
 //!
 //! A training iteration, as in the paper's loop (`docs/admire.md`):
 //!
@@ -56,6 +57,7 @@
 
 pub mod adamw;
 mod admire;
+mod backend;
 mod clip;
 mod config;
 mod error;
@@ -70,6 +72,7 @@ mod state;
 pub mod toy;
 
 pub use admire::{MaskStats, Optimizer, ParamState};
+pub use backend::TrainBackend;
 pub use clip::{clip_global_norm, global_grad_norm};
 pub use config::{
     Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ScheduleConfig, ScheduleKind,

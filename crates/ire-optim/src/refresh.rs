@@ -187,14 +187,14 @@ fn gather_chunk(
     mask: Option<&mut [bool]>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if ire_llama::ops::kernels::isa() == ire_llama::ops::kernels::Isa::Avx512 {
+    if ire_core::cpu::isa() == ire_core::cpu::Isa::Avx512 {
         // SAFETY: isa() detected AVX-512 F/VL/BW/DQ on this CPU.
         return unsafe { avx512::gather_chunk(x, form, lo, hi, out, mask) };
     }
     gather_chunk_portable(x, form, lo, hi, out, mask)
 }
 
-ire_llama::multiversion! {
+ire_core::multiversion! {
     /// [`gather_chunk`] without AVX-512: blocks of 16 are formed and compared in vector lanes;
     /// only a block holding a bracketed value (~20 % of blocks for a 1.5 % bracket) takes the
     /// scalar path that appends it. (A branch per value on `h > lo` would be mispredicted for
@@ -373,7 +373,7 @@ pub fn mask(x: &[f32], form: HForm, threshold: f64) -> Vec<bool> {
     out
 }
 
-ire_llama::multiversion! {
+ire_core::multiversion! {
     /// One chunk of [`mask`], one loop per form.
     fn mask_chunk(x: &[f32], form: HForm, tau: f32, out: &mut [bool]) {
         match form {
@@ -399,7 +399,7 @@ mod tests {
     /// included.
     #[test]
     fn gathering_paths_agree() {
-        let mut rng = ire_llama::SplitMix64::new(3);
+        let mut rng = ire_core::SplitMix64::new(3);
         let mut x: Vec<f32> = (0..10_007).map(|_| rng.normal() as f32).collect();
         x[17] = f32::NAN;
         x[18] = -0.0;
@@ -425,7 +425,7 @@ mod tests {
     /// The one-pass refresh gives the two-pass threshold, count and masks.
     #[test]
     fn one_pass_equals_two_passes() {
-        let mut rng = ire_llama::SplitMix64::new(5);
+        let mut rng = ire_core::SplitMix64::new(5);
         let x: Vec<f32> = (0..200_003).map(|_| (rng.normal() * 1e-3) as f32).collect();
         let parts = [&x[..70_001], &x[70_001..]];
         for k in [0, 1, 120_000, 200_003] {

@@ -15,7 +15,7 @@
 //! is known in closed form.
 
 use crate::OptimError;
-use ire_llama::SplitMix64;
+use ire_core::SplitMix64;
 
 /// A mean with its standard error.
 #[derive(Debug, Clone, Copy, PartialEq)]

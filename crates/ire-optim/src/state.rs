@@ -113,7 +113,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        ire_llama::write_atomic(&file, &bytes)?;
+        ire_core::fs::write_atomic(&file, &bytes)?;
 
         let json = StateJson {
             format: FORMAT.to_string(),
@@ -130,7 +130,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
                 .collect(),
         };
         let text = serde_json::to_string_pretty(&json).expect("the state JSON always serializes");
-        ire_llama::write_atomic(&dir.join(STATE_JSON_FILE), text.as_bytes())?;
+        ire_core::fs::write_atomic(&dir.join(STATE_JSON_FILE), text.as_bytes())?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
-use ire_llama::SplitMix64;
+use ire_core::SplitMix64;
 use ire_optim::adamw::AdamWParams;
 use ire_optim::fused::{reference, FusedUpdate, Step};
 

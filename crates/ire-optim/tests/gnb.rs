@@ -6,7 +6,7 @@ mod common;
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
 use burn::prelude::*;
-use ire_llama::SplitMix64;
+use ire_core::SplitMix64;
 use ire_optim::{gnb_gradients, gnb_seed, sample_labels, LogitsModel};
 
 type B = Autodiff<Flex>;

@@ -6,7 +6,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use ire_llama::params::named_values;
-use ire_llama::{InitScheme, IreOps, Llama, LlamaConfig, SplitMix64};
+use ire_core::SplitMix64;
+use ire_llama::{InitScheme, IreOps, Llama, LlamaConfig};
 
 /// The test backend.
 pub type B = Autodiff<Flex>;

@@ -2,8 +2,8 @@
 //! be read (and tested) as the arithmetic it is.
 //!
 //! **SIMD.** Kernels are written as plain loops over slices and compiled three times by
-//! [`multiversion!`]: for AVX-512, for AVX2+FMA and for baseline x86-64. The widest the running
-//! CPU supports is chosen at run time (once; `is_x86_feature_detected!`), so the binary still
+//! `ire_core::multiversion!`: for AVX-512, for AVX2+FMA and for baseline x86-64. The widest
+//! the running CPU supports is chosen at run time (once; `is_x86_feature_detected!`), so the binary still
 //! runs on any x86-64. LLVM vectorises the loops; reductions keep 16 independent accumulators
 //! so that it may. [`exp`] is a polynomial with no libm call, so it vectorises too.
 //!
@@ -15,74 +15,9 @@ pub mod cross_entropy;
 pub mod gemm;
 pub mod norm;
 
-/// The instruction sets a kernel is compiled for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
-    /// AVX-512 (F, VL, BW, DQ) with AVX2 and FMA.
-    Avx512,
-    /// AVX2 with FMA.
-    Avx2,
-    /// Whatever the target's baseline is.
-    Baseline,
-}
-
-/// The widest instruction set this CPU runs (detected once).
-pub fn isa() -> Isa {
-    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Baseline
-    })
-}
-
-/// Defines `fn NAME(args) -> R` whose body is compiled for each [`Isa`] and dispatched at run
-/// time. The body must be safe code; arguments are passed through unchanged. Exported so other
-/// crates' CPU kernels (ire-optim's fused update) are built the same way.
-#[macro_export]
-macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$meta])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
-
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                match $crate::ops::kernels::isa() {
-                    // SAFETY: `isa()` detected these features on this CPU.
-                    $crate::ops::kernels::Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                    $crate::ops::kernels::Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::ops::kernels::Isa::Baseline => {}
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-pub use crate::multiversion;
+// The instruction-set detection and the dispatch macro live in ire-core (ire-optim's CPU
+// kernels use them too).
+use ire_core::multiversion;
 
 /// Lanes of the unrolled reductions (one AVX-512 register of f32).
 const LANES: usize = 16;

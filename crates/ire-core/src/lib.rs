@@ -1,0 +1,19 @@
+//! `ire-core`: the few helpers every other ire crate needs, each written once.
+//!
+//! - [`fs`]: a durable atomic write (temporary sibling, fsync, rename, fsync of the folder), a
+//!   folder fsync, and sha256 of bytes and of a file (streamed).
+//! - [`rng`]: SplitMix64, the fixed stream behind weight initialisation, GNB labels, data
+//!   sampling and the sharpness probes (no dependency whose stream could change with a version).
+//! - [`cpu`]: which x86 instruction set the running CPU has, and [`multiversion!`], which
+//!   compiles a kernel for each and dispatches at run time.
+//!
+//! It sits below every other crate and depends on none of them (nor on Burn), so any crate may
+//! use it without creating a cycle: see `docs/architecture.md`.
+#![warn(missing_docs)]
+
+pub mod cpu;
+pub mod fs;
+pub mod rng;
+
+pub use fs::IoError;
+pub use rng::{splitmix64, SplitMix64};
