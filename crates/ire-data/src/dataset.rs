@@ -11,9 +11,10 @@ use std::sync::Arc;
 use crate::config::Split;
 use crate::error::{DataError, Result};
 use crate::format::{read_json, Meta, ShardMeta, META_FILE};
-use crate::shard::{file_sha256, Shard, FORMAT_VERSION};
+use crate::shard::{Shard, FORMAT_VERSION};
 use crate::tokenizer::Tokenizer;
 use crate::verify::{verify_shards, Verification};
+use ire_core::fs::file_sha256;
 
 /// What `prepare` / `open` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +157,7 @@ impl PreparedDataset {
             });
         }
         let tok_path = dir.join(&meta.tokenizer.file);
-        let tok_sha = file_sha256(&tok_path)?;
+        let (_, tok_sha) = file_sha256(&tok_path)?;
         if tok_sha != meta.tokenizer.sha256 {
             return Err(DataError::Checksum {
                 path: tok_path,

@@ -339,3 +339,13 @@ impl DataError {
         }
     }
 }
+
+impl From<ire_core::IoError> for DataError {
+    fn from(e: ire_core::IoError) -> Self {
+        DataError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
+}

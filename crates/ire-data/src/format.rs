@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{DataConfig, DatasetSource, Split, TokenizerSpec};
 use crate::error::{DataError, Result};
-use crate::shard::{write_atomic, TokenDtype, FORMAT_VERSION};
+use crate::shard::{TokenDtype, FORMAT_VERSION};
 use crate::source::{split_rule, SourceFile, SplitRule};
-use crate::tokenizer::sha256_hex;
+use ire_core::fs::{sha256_hex, write_atomic};
 
 /// The "done" marker and description of a prepared dataset.
 pub const META_FILE: &str = "meta.json";
@@ -178,7 +178,7 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         source,
     })?;
     s.push('\n');
-    write_atomic(path, s.as_bytes())
+    Ok(write_atomic(path, s.as_bytes())?)
 }
 
 /// `train-00000.bin`: the file name of shard `index` of `split`.

@@ -69,7 +69,7 @@
 //! format                     config, shard, source, tokenizer: meta.json and the records
 //! verify                     format, shard
 //! dataset                    config, format, shard, tokenizer, verify: the reader
-//! loader                     config, dataset, source (splitmix64)
+//! loader                     config, dataset
 //! tokenize                   config, format, shard, source, tokenizer: the shard pipeline
 //! prepare                    config, dataset, format, hub, lock, shard, source, tokenize,
 //!                            tokenizer: the writer

@@ -26,7 +26,8 @@ use crate::lock::PrepareLock;
 use crate::shard::{TokenDtype, FORMAT_VERSION};
 use crate::source::{split_rule, ResolvedSource, SplitRule};
 use crate::tokenize::{resume_splits, tokenize_source, SplitState};
-use crate::tokenizer::{sha256_hex, Tokenizer};
+use crate::tokenizer::Tokenizer;
+use ire_core::fs::sha256_hex;
 
 /// The token-deciding fields of `cfg`, for a mismatch message.
 fn describe_config(cfg: &DataConfig) -> String {

@@ -17,6 +17,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use ire_core::splitmix64;
+
 use crate::config::{DataConfig, DatasetSource, Split};
 use crate::embedded::EmbeddedCorpus;
 use crate::error::{DataError, Result};
@@ -126,14 +128,6 @@ pub fn source_splits(cfg: &DataConfig) -> Vec<Split> {
         SplitRule::ByFile => vec![Split::Train, Split::Val, Split::Test],
         _ => vec![Split::Train, Split::Val],
     }
-}
-
-/// SplitMix64 finaliser: a fixed, well-mixed 64-bit hash.
-pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Whether document `index` is held out: a uniform in [0, 1) from `(seed, index)` is below `fraction`.

@@ -134,7 +134,7 @@ struct OpenShard {
 }
 
 /// What every shard record of this run says besides the shard itself.
-struct Ctx<'a> {
+struct RecordInfo<'a> {
     out: &'a Path,
     fingerprint: &'a str,
     tokenizer: &'a Tokenizer,
@@ -143,7 +143,7 @@ struct Ctx<'a> {
 
 /// Finishes `open` as shard number `st.shards.len()` of `split` and writes its record.
 fn close_shard(
-    ctx: &Ctx,
+    info: &RecordInfo,
     split: Split,
     st: &mut SplitState,
     open: OpenShard,
@@ -159,11 +159,11 @@ fn close_shard(
         sha256: written.sha256,
     };
     write_json(
-        &ctx.out.join(record_name(split, index)),
+        &info.out.join(record_name(split, index)),
         &ShardRecord {
-            config_fingerprint: ctx.fingerprint.into(),
-            tokenizer_sha256: ctx.tokenizer.sha256().into(),
-            source_commit: ctx.commit.clone(),
+            config_fingerprint: info.fingerprint.into(),
+            tokenizer_sha256: info.tokenizer.sha256().into(),
+            source_commit: info.commit.clone(),
             split,
             index,
             shard: shard.clone(),
@@ -206,13 +206,13 @@ pub(crate) fn tokenize_source(
     if wanted.is_empty() {
         return Ok(0);
     }
-    let ctx = Ctx {
+    let info = RecordInfo {
         out,
         fingerprint,
         tokenizer,
         commit: source.commit.clone(),
     };
-    let mut sink = ShardSink::new(ctx, cfg.shard_tokens);
+    let mut sink = ShardSink::new(info, cfg.shard_tokens);
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = sync_channel::<DocBatch>(2);
         let wanted_r = &wanted;
@@ -256,7 +256,7 @@ fn send_batches(source: &ResolvedSource, wanted: &[Split], tx: SyncSender<DocBat
 
 /// The writing side of [`tokenize_source`]: one open shard per split, totals, progress.
 struct ShardSink<'a> {
-    ctx: Ctx<'a>,
+    info: RecordInfo<'a>,
     shard_tokens: u64,
     vocab: u64,
     eot: u32,
@@ -271,12 +271,12 @@ struct ShardSink<'a> {
 }
 
 impl<'a> ShardSink<'a> {
-    fn new(ctx: Ctx<'a>, shard_tokens: u64) -> Self {
+    fn new(info: RecordInfo<'a>, shard_tokens: u64) -> Self {
         ShardSink {
             shard_tokens,
-            vocab: ctx.tokenizer.vocab_size() as u64,
-            eot: ctx.tokenizer.eot_id(),
-            ctx,
+            vocab: info.tokenizer.vocab_size() as u64,
+            eot: info.tokenizer.eot_id(),
+            info,
             pb: progress_bar(),
             started: Instant::now(),
             seen: BTreeMap::new(),
@@ -295,7 +295,7 @@ impl<'a> ShardSink<'a> {
     ) -> Result<()> {
         let todo = self.not_yet_written(batch, states);
         let texts: Vec<&str> = todo.iter().map(|(_, t)| *t).collect();
-        let encoded = self.ctx.tokenizer.encode_batch(&texts)?;
+        let encoded = self.info.tokenizer.encode_batch(&texts)?;
         for ((split, text), ids) in todo.iter().zip(encoded) {
             let st = states.entry(*split).or_default();
             self.append(*split, text, &ids, st)?;
@@ -330,7 +330,7 @@ impl<'a> ShardSink<'a> {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(OpenShard {
                 writer: ShardWriter::create(
-                    &self.ctx.out.join(shard_name(split, st.shards.len())),
+                    &self.info.out.join(shard_name(split, st.shards.len())),
                     self.vocab,
                     self.eot,
                 )?,
@@ -348,7 +348,7 @@ impl<'a> ShardSink<'a> {
         self.pb.inc(text.len() as u64);
         if shard.writer.tokens() >= self.shard_tokens {
             if let Some(full) = self.open.remove(&split) {
-                close_shard(&self.ctx, split, st, full, false)?;
+                close_shard(&self.info, split, st, full, false)?;
                 self.new_shards += 1;
             }
         }
@@ -365,10 +365,10 @@ impl<'a> ShardSink<'a> {
         for &split in wanted {
             let st = states.entry(split).or_default();
             if let Some(last) = self.open.remove(&split) {
-                close_shard(&self.ctx, split, st, last, true)?;
+                close_shard(&self.info, split, st, last, true)?;
                 self.new_shards += 1;
             } else if !st.shards.is_empty() {
-                mark_last(self.ctx.out, split, st)?;
+                mark_last(self.info.out, split, st)?;
             }
         }
         self.pb.finish_and_clear();

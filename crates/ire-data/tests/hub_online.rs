@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ire_core::fs::sha256_hex;
 use ire_data::hub::{Hub, HubRepo, RemoteFile};
-use ire_data::tokenizer::sha256_hex;
 use ire_data::{
     prepare_with, DataConfig, DataError, DatasetSource, HubOptions, Split, TokenizerSpec,
 };
