@@ -17,7 +17,6 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{DataError, Result};
-use crate::loader::SamplerKind;
 
 /// Default repo of the OpenWebText parquet files.
 pub const OPENWEBTEXT_REPO: &str = "Skylion007/openwebtext";
@@ -299,6 +298,17 @@ fn default_min_frequency() -> u64 {
 }
 fn default_max_train_bytes() -> u64 {
     100_000_000
+}
+
+/// How global sample indices map to windows (the samplers are in `loader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Uniform random start offsets over the whole split (nanoGPT).
+    #[default]
+    RandomWindows,
+    /// A seeded permutation of non-overlapping windows per epoch.
+    EpochPermutation,
 }
 
 /// Everything `prepare` and the loader need to know about the data.

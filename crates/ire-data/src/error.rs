@@ -216,7 +216,7 @@ pub enum DataError {
     },
 
     /// Source files missing from the cache: gaps in numbered files (`…-00003-of-00012…`), or
-    /// files a recorded listing names (`hub_record.rs`): a partial download.
+    /// files a recorded listing names (`hub/record.rs`): a partial download.
     #[error(
         "{source_name}: {count} file(s) missing, e.g. {missing}: the cache holds only part \
          of the dataset (an interrupted download?). Fetch the rest with `{command}`"
@@ -336,6 +336,16 @@ impl DataError {
         DataError::Config {
             field: field.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<ire_core::IoError> for DataError {
+    fn from(e: ire_core::IoError) -> Self {
+        DataError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
         }
     }
 }

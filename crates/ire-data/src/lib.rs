@@ -16,12 +16,13 @@
 //! * [`DataConfig`] (serde, TOML) picks the [`DatasetSource`] — `"wikitext-103"`,
 //!   `"wikitext-2"`, `"minipile"`, `"openwebtext"`, `"embedded"`, `"moby-dick"`,
 //!   `{ local = PATH }` — and the [`TokenizerSpec`].
-//! * [`prepare`] tokenizes once into a folder of binary shards ([`shard`] format: 64-byte
-//!   header, u16/u32 little-endian ids, documents separated by end-of-text) and writes
-//!   `meta.json` last. It is idempotent, resumes after a kill, and writes atomically.
-//! * [`PreparedDataset::open`] checks and memory-maps a prepared folder; the first open
-//!   verifies every shard (sha256 from `meta.json`, ids below the vocab) and records it
-//!   in `verified.json`, so later opens skip unchanged shards ([`verify`]).
+//! * [`prepare`](fn@prepare) tokenizes once into a folder of binary shards ([`shard`]
+//!   format: 64-byte header, u16/u32 little-endian ids, documents separated by end-of-text)
+//!   and writes `meta.json` last (the folder's files and records: [`format`](mod@format)).
+//!   It is idempotent, resumes after a kill, and writes atomically.
+//! * [`PreparedDataset::open`] ([`dataset`]) checks and memory-maps a prepared folder; the
+//!   first open verifies every shard (sha256 from `meta.json`, ids below the vocab) and
+//!   records it in `verified.json`, so later opens skip unchanged shards ([`verify`]).
 //! * [`Loader::batch`] is a pure function of `(seed, global sample index)`; the
 //!   [`Prefetcher`] slices the global stream for data parallelism and builds batches
 //!   ahead; [`LoaderState`] (`next_sample`) is all a checkpoint keeps.
@@ -49,29 +50,55 @@
 //! 50304) is the paper's setting and the default for every non-embedded source.
 //! [`Tokenizer`] wraps `tokenizers` with `encode_batch`, `vocab_size`, `eot_id`, `save`,
 //! `sha256`.
+//!
+//! # Modules and layering
+//!
+//! A module uses only modules above it in this list (no import cycles):
+//!
+//! ```text
+//! error                      the crate's error type
+//! config, shard, lock,       leaves (error only): the serde config (SamplerKind included), the
+//!   embedded, wikitext,      shard file, the folder lock, the vendored corpora, the Wikitext
+//!   parquet_text             article joiner, the parquet text reader
+//! tokenizer                  shard
+//! hub/types                  the hub types shared by the files below
+//! hub/fetch, hub/record      hub/types (record: shard)
+//! hub/download               hub/types, hub/fetch
+//! hub (hub/mod.rs)           hub/*: the Hub client
+//! source                     config, embedded, hub, hub/record, parquet_text, wikitext
+//! format                     config, shard, source, tokenizer: meta.json and the records
+//! verify                     format, shard
+//! dataset                    config, format, shard, tokenizer, verify: the reader
+//! loader                     config, dataset
+//! tokenize                   config, format, shard, source, tokenizer: the shard pipeline
+//! prepare                    config, dataset, format, hub, lock, shard, source, tokenize,
+//!                            tokenizer: the writer
+//! ```
 
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dataset;
 pub mod embedded;
 pub mod error;
+pub mod format;
 pub mod hub;
-mod hub_download;
-pub mod hub_fetch;
-pub mod hub_record;
 pub mod loader;
 pub mod lock;
 pub mod parquet_text;
 pub mod prepare;
 pub mod shard;
 pub mod source;
+mod tokenize;
 pub mod tokenizer;
 pub mod verify;
 pub mod wikitext;
 
-pub use config::{DataConfig, DatasetSource, Split, TokenizerSpec, TrainTokenizer};
+pub use config::{DataConfig, DatasetSource, SamplerKind, Split, TokenizerSpec, TrainTokenizer};
+pub use dataset::{Preparation, PreparedDataset};
 pub use error::{DataError, Result};
+pub use format::Meta;
 pub use hub::HubOptions;
-pub use loader::{Batch, DataParallel, Loader, LoaderState, Prefetcher, SamplerKind};
-pub use prepare::{prepare, prepare_with, Meta, Preparation, PreparedDataset};
+pub use loader::{Batch, DataParallel, Loader, LoaderState, Prefetcher};
+pub use prepare::{prepare, prepare_with};
 pub use tokenizer::Tokenizer;

@@ -1,12 +1,12 @@
 //! Batches from a prepared split: samplers addressed by global sample index, data-parallel
 //! slicing, fixed validation windows, and a background prefetch thread.
 //!
-//! A *sample* is a window of `ctx + 1` consecutive tokens (inputs = first `ctx`, targets =
-//! last `ctx`). Sample `g` depends only on `(seed, g)`:
+//! A *sample* is a window of `seq_len + 1` consecutive tokens (inputs = first `seq_len`, targets =
+//! last `seq_len`). Sample `g` depends only on `(seed, g)`:
 //!
-//! * [`SamplerKind::RandomWindows`]: a uniform start offset in `[0, N - ctx - 1]` over the
+//! * [`SamplerKind::RandomWindows`]: a uniform start offset in `[0, N - seq_len - 1]` over the
 //!   whole split (nanoGPT's `get_batch`), drawn from a hash of `(seed, g)`.
-//! * [`SamplerKind::EpochPermutation`]: the split is cut into `W = (N - 1) / ctx`
+//! * [`SamplerKind::EpochPermutation`]: the split is cut into `W = (N - 1) / seq_len`
 //!   non-overlapping windows; epoch `e = g / W` visits them in the order of a Feistel
 //!   permutation keyed by `(seed, e)`, so every window is seen once per epoch.
 //!
@@ -24,33 +24,22 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Split;
+use crate::config::{SamplerKind, Split};
+use crate::dataset::{PreparedDataset, SplitTokens};
 use crate::error::{DataError, Result};
-use crate::prepare::{PreparedDataset, SplitTokens};
-use crate::source::splitmix64;
+use ire_core::splitmix64;
 
-/// How global sample indices map to windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SamplerKind {
-    /// Uniform random start offsets over the whole split (nanoGPT).
-    #[default]
-    RandomWindows,
-    /// A seeded permutation of non-overlapping windows per epoch.
-    EpochPermutation,
-}
-
-/// A batch of windows as plain vectors, row-major `[batch, ctx]`.
+/// A batch of windows as plain vectors, row-major `[batch, seq_len]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    /// Input ids, `batch × ctx`.
+    /// Input ids, `batch × seq_len`.
     pub inputs: Vec<u32>,
-    /// Target ids (inputs shifted by one), `batch × ctx`.
+    /// Target ids (inputs shifted by one), `batch × seq_len`.
     pub targets: Vec<u32>,
     /// Rows.
     pub batch: usize,
     /// Columns.
-    pub ctx: usize,
+    pub seq_len: usize,
     /// Global sample index of row 0 (rows are consecutive samples); for validation
     /// windows, the index of the first window.
     pub first_sample: u64,
@@ -62,12 +51,12 @@ impl Batch {
     pub fn rows(&self, start: usize, n: usize) -> Batch {
         let start = start.min(self.batch);
         let n = n.min(self.batch - start);
-        let (a, b) = (start * self.ctx, (start + n) * self.ctx);
+        let (a, b) = (start * self.seq_len, (start + n) * self.seq_len);
         Batch {
             inputs: self.inputs[a..b].to_vec(),
             targets: self.targets[a..b].to_vec(),
             batch: n,
-            ctx: self.ctx,
+            seq_len: self.seq_len,
             first_sample: self.first_sample + start as u64,
         }
     }
@@ -135,7 +124,7 @@ pub struct Loader {
     tokens: Arc<SplitTokens>,
     dir: PathBuf,
     split: Split,
-    ctx: usize,
+    seq_len: usize,
     sampler: SamplerKind,
     seed: u64,
 }
@@ -166,40 +155,40 @@ pub fn permute(index: u64, n: u64, key: u64) -> u64 {
 }
 
 impl Loader {
-    /// A loader over `split` of `dataset` with windows of `ctx + 1` tokens.
+    /// A loader over `split` of `dataset` with windows of `seq_len + 1` tokens.
     pub fn new(
         dataset: &PreparedDataset,
         split: Split,
-        ctx: usize,
+        seq_len: usize,
         sampler: SamplerKind,
         seed: u64,
     ) -> Result<Self> {
         let tokens = dataset.split_tokens(split)?;
-        if ctx == 0 {
-            return Err(DataError::Loader("ctx must be at least 1".into()));
+        if seq_len == 0 {
+            return Err(DataError::Loader("seq_len must be at least 1".into()));
         }
         let n = tokens.len();
-        if n < ctx as u64 + 1 {
+        if n < seq_len as u64 + 1 {
             return Err(DataError::NotEnoughTokens {
                 path: dataset.dir().to_path_buf(),
                 split: split.to_string(),
                 tokens: n,
-                needed: format!("one window of ctx + 1 = {} tokens", ctx + 1),
+                needed: format!("one window of seq_len + 1 = {} tokens", seq_len + 1),
             });
         }
         Ok(Loader {
             tokens,
             dir: dataset.dir().to_path_buf(),
             split,
-            ctx,
+            seq_len,
             sampler,
             seed,
         })
     }
 
     /// Context length.
-    pub fn ctx(&self) -> usize {
-        self.ctx
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
     }
 
     /// The split.
@@ -217,9 +206,9 @@ impl Loader {
         self.tokens.len()
     }
 
-    /// Non-overlapping windows per epoch, `(N - 1) / ctx`.
+    /// Non-overlapping windows per epoch, `(N - 1) / seq_len`.
     pub fn windows_per_epoch(&self) -> u64 {
-        (self.tokens.len() - 1) / self.ctx as u64
+        (self.tokens.len() - 1) / self.seq_len as u64
     }
 
     /// Epoch of global sample `sample` (samples / windows per epoch; for random windows
@@ -232,7 +221,7 @@ impl Loader {
     pub fn window_start(&self, sample: u64) -> u64 {
         match self.sampler {
             SamplerKind::RandomWindows => {
-                let starts = self.tokens.len() - self.ctx as u64;
+                let starts = self.tokens.len() - self.seq_len as u64;
                 let h = splitmix64(splitmix64(self.seed ^ 0x005E_ED0F_D47A) ^ sample);
                 ((u128::from(h) * u128::from(starts)) >> 64) as u64
             }
@@ -240,14 +229,14 @@ impl Loader {
                 let w = self.windows_per_epoch();
                 let (epoch, i) = (sample / w, sample % w);
                 permute(i, w, splitmix64(self.seed).wrapping_add(splitmix64(epoch)))
-                    * self.ctx as u64
+                    * self.seq_len as u64
             }
         }
     }
 
     fn fill(&self, row: usize, start: u64, window: &mut [u32], batch: &mut Batch) {
         self.tokens.read_into(start, window);
-        let c = self.ctx;
+        let c = self.seq_len;
         batch.inputs[row * c..(row + 1) * c].copy_from_slice(&window[..c]);
         batch.targets[row * c..(row + 1) * c].copy_from_slice(&window[1..]);
     }
@@ -256,13 +245,13 @@ impl Loader {
     /// (It cannot fail once the loader exists; the `Result` leaves room for I/O-backed splits.)
     pub fn batch(&self, global_sample_start: u64, n: usize) -> Result<Batch> {
         let mut b = Batch {
-            inputs: vec![0; n * self.ctx],
-            targets: vec![0; n * self.ctx],
+            inputs: vec![0; n * self.seq_len],
+            targets: vec![0; n * self.seq_len],
             batch: n,
-            ctx: self.ctx,
+            seq_len: self.seq_len,
             first_sample: global_sample_start,
         };
-        let mut window = vec![0u32; self.ctx + 1];
+        let mut window = vec![0u32; self.seq_len + 1];
         for row in 0..n {
             let start = self.window_start(global_sample_start + row as u64);
             self.fill(row, start, &mut window, &mut b);
@@ -281,23 +270,31 @@ impl Loader {
                 tokens: self.tokens.len(),
                 needed: format!(
                     "{n} non-overlapping windows of {} tokens (it holds {w})",
-                    self.ctx + 1
+                    self.seq_len + 1
                 ),
             });
         }
         let mut b = Batch {
-            inputs: vec![0; n * self.ctx],
-            targets: vec![0; n * self.ctx],
+            inputs: vec![0; n * self.seq_len],
+            targets: vec![0; n * self.seq_len],
             batch: n,
-            ctx: self.ctx,
+            seq_len: self.seq_len,
             first_sample: 0,
         };
-        let mut window = vec![0u32; self.ctx + 1];
+        let mut window = vec![0u32; self.seq_len + 1];
         for i in 0..n {
             let idx = (u128::from(i as u64) * u128::from(w) / n as u128) as u64;
-            self.fill(i, idx * self.ctx as u64, &mut window, &mut b);
+            self.fill(i, idx * self.seq_len as u64, &mut window, &mut b);
         }
         Ok(b)
+    }
+}
+
+// Here rather than in `dataset.rs`, so that the reader does not depend on the loader.
+impl PreparedDataset {
+    /// `n` fixed validation windows of `seq_len` (+1) tokens, spread evenly over the val split.
+    pub fn val_windows(&self, n: usize, seq_len: usize) -> Result<Batch> {
+        Loader::new(self, Split::Val, seq_len, SamplerKind::EpochPermutation, 0)?.val_windows(n)
     }
 }
 

@@ -18,9 +18,10 @@
 //! vocab and that the file size equals header + payload.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use ire_core::fs::file_sha256;
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -165,41 +166,12 @@ impl ShardHeader {
     }
 }
 
-/// Writes `bytes` to `path` atomically: `path.tmp`, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(|e| DataError::io(&tmp, "creating", e))?;
-    f.write_all(bytes)
-        .map_err(|e| DataError::io(&tmp, "writing", e))?;
-    f.sync_all()
-        .map_err(|e| DataError::io(&tmp, "syncing", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-        .map_err(|e| DataError::io(&tmp, format!("renaming to {}", path.display()), e))
-}
-
-/// `<path>.tmp`: where a file is written before it is renamed into place.
+/// `<path>.tmp`: where a shard is streamed before it is renamed into place (a leftover one is
+/// removed when an interrupted preparation resumes).
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(".tmp");
     PathBuf::from(s)
-}
-
-/// Hex sha256 of a file's bytes.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| DataError::io(path, "opening", e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| DataError::io(path, "reading", e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// What a finished shard holds.
@@ -290,7 +262,7 @@ impl ShardWriter {
         file.write_all(&self.header.to_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
         drop(file);
-        let sha256 = file_sha256(&tmp)?;
+        let (_, sha256) = file_sha256(&tmp)?;
         std::fs::rename(&tmp, &self.path)
             .map_err(|e| DataError::io(&tmp, format!("renaming to {}", self.path.display()), e))?;
         Ok(WrittenShard {
@@ -456,7 +428,7 @@ mod tests {
             let done = w.finish().unwrap();
             assert_eq!(done.tokens, 5);
             assert_eq!(std::fs::metadata(&p).unwrap().len(), 64 + 5 * width);
-            assert_eq!(done.sha256, file_sha256(&p).unwrap());
+            assert_eq!(done.sha256, file_sha256(&p).unwrap().1);
             let s = Shard::open(&p).unwrap();
             assert_eq!(s.to_vec(), vec![1, 2, 3, (vocab - 1) as u32, 7]);
             assert_eq!(s.header().eot_id, 7);

@@ -17,11 +17,13 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use ire_core::splitmix64;
+
 use crate::config::{DataConfig, DatasetSource, Split};
 use crate::embedded::EmbeddedCorpus;
 use crate::error::{DataError, Result};
+use crate::hub::record::check_cached_complete;
 use crate::hub::{matching, Hub, HubRepo, RepoListing};
-use crate::hub_record::check_cached_complete;
 use crate::parquet_text::read_parquet_text;
 use crate::wikitext::ArticleJoiner;
 
@@ -126,14 +128,6 @@ pub fn source_splits(cfg: &DataConfig) -> Vec<Split> {
         SplitRule::ByFile => vec![Split::Train, Split::Val, Split::Test],
         _ => vec![Split::Train, Split::Val],
     }
-}
-
-/// SplitMix64 finaliser: a fixed, well-mixed 64-bit hash.
-pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Whether document `index` is held out: a uniform in [0, 1) from `(seed, index)` is below `fraction`.
@@ -294,24 +288,70 @@ fn collect_local(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The OpenWebText train parquet files of `listing`, all numbered parts present, fetched.
+fn openwebtext_files(hub: &Hub, listing: &RepoListing) -> Result<Vec<SourceFile>> {
+    let names: Vec<String> = listing
+        .files
+        .iter()
+        .filter(|f| is_train_parquet(f))
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        // Reuse the uniform "nothing matches" error.
+        matching(listing, "*/train-*.parquet")?;
+    }
+    check_numbered_complete(listing, &names)?;
+    check_offline_complete(hub, listing, &names)?;
+    let format = FileFormat::Parquet {
+        column: "text".into(),
+    };
+    names
+        .iter()
+        .map(|n| hub_file(hub, listing, n, None, format.clone()))
+        .collect()
+}
+
+/// The local file `path`, or the `.txt`/`.jsonl`/`.ndjson`/`.parquet` files under the
+/// folder `path` in sorted order; the text is in `text_field` (JSON lines, parquet).
+fn local_files(path: &Path, text_field: &str) -> Result<Vec<SourceFile>> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| DataError::io(path, "opening the local dataset", e))?;
+    let paths = if meta.is_dir() {
+        let mut v = Vec::new();
+        collect_local(path, &mut v)?;
+        v.sort();
+        if v.is_empty() {
+            return Err(DataError::NoMatchingFiles {
+                source_name: path.display().to_string(),
+                pattern: "**/*.{txt,jsonl,ndjson,parquet}".into(),
+                count: 0,
+                sample: String::new(),
+            });
+        }
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::metadata(&p)
+                .map_err(|e| DataError::io(&p, "reading metadata", e))?
+                .len();
+            Ok(SourceFile {
+                name: p.display().to_string(),
+                format: local_format(&p, text_field),
+                path: p,
+                split: None,
+                bytes,
+            })
+        })
+        .collect()
+}
+
 impl ResolvedSource {
     /// Lists and fetches the files of `cfg.dataset` (nothing for the embedded corpora).
     pub fn resolve(cfg: &DataConfig, hub: &Hub) -> Result<Self> {
-        let name = cfg.dataset.name();
-        let rule = split_rule(cfg);
-        let splits = source_splits(cfg);
-        let from_hub = |repo: HubRepo, files: Vec<SourceFile>, listing: RepoListing| {
-            Ok::<_, DataError>(ResolvedSource {
-                name: name.clone(),
-                repo: Some(repo.id),
-                revision: Some(repo.revision),
-                commit: Some(listing.commit),
-                files,
-                embedded: None,
-                rule: rule.clone(),
-                splits: splits.clone(),
-            })
-        };
         match &cfg.dataset {
             DatasetSource::Wikitext103 | DatasetSource::Wikitext2 => {
                 let folder = if cfg.dataset == DatasetSource::Wikitext103 {
@@ -322,7 +362,7 @@ impl ResolvedSource {
                 let repo = HubRepo::dataset("Salesforce/wikitext", "main");
                 let listing = hub.list(&repo)?;
                 let files = hub_split_files(hub, &listing, folder, &FileFormat::WikitextParquet)?;
-                from_hub(repo, files, listing)
+                Ok(Self::from_hub(cfg, repo, files, listing))
             }
             DatasetSource::Minipile => {
                 let repo = HubRepo::dataset("JeanKaddour/minipile", "main");
@@ -331,91 +371,62 @@ impl ResolvedSource {
                     column: "text".into(),
                 };
                 let files = hub_split_files(hub, &listing, "data", &format)?;
-                from_hub(repo, files, listing)
+                Ok(Self::from_hub(cfg, repo, files, listing))
             }
             DatasetSource::OpenWebText { repo, revision } => {
                 let repo = HubRepo::dataset(repo, revision);
                 let listing = hub.list(&repo)?;
-                let names: Vec<String> = listing
-                    .files
-                    .iter()
-                    .filter(|f| is_train_parquet(f))
-                    .cloned()
-                    .collect();
-                if names.is_empty() {
-                    // Reuse the uniform "nothing matches" error.
-                    matching(&listing, "*/train-*.parquet")?;
-                }
-                check_numbered_complete(&listing, &names)?;
-                check_offline_complete(hub, &listing, &names)?;
-                let format = FileFormat::Parquet {
-                    column: "text".into(),
-                };
-                let files = names
-                    .iter()
-                    .map(|n| hub_file(hub, &listing, n, None, format.clone()))
-                    .collect::<Result<Vec<_>>>()?;
-                from_hub(repo, files, listing)
+                let files = openwebtext_files(hub, &listing)?;
+                Ok(Self::from_hub(cfg, repo, files, listing))
             }
-            DatasetSource::Embedded | DatasetSource::MobyDick => Ok(ResolvedSource {
-                name,
-                repo: None,
-                revision: None,
-                commit: None,
-                files: Vec::new(),
-                embedded: Some(if cfg.dataset == DatasetSource::Embedded {
+            DatasetSource::Embedded | DatasetSource::MobyDick => {
+                let corpus = if cfg.dataset == DatasetSource::Embedded {
                     EmbeddedCorpus::Sotu
                 } else {
                     EmbeddedCorpus::MobyDick
-                }),
-                rule,
-                splits,
-            }),
-            DatasetSource::Local { path, text_field } => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| DataError::io(path, "opening the local dataset", e))?;
-                let paths = if meta.is_dir() {
-                    let mut v = Vec::new();
-                    collect_local(path, &mut v)?;
-                    v.sort();
-                    if v.is_empty() {
-                        return Err(DataError::NoMatchingFiles {
-                            source_name: path.display().to_string(),
-                            pattern: "**/*.{txt,jsonl,ndjson,parquet}".into(),
-                            count: 0,
-                            sample: String::new(),
-                        });
-                    }
-                    v
-                } else {
-                    vec![path.clone()]
                 };
-                let files = paths
-                    .into_iter()
-                    .map(|p| {
-                        let bytes = std::fs::metadata(&p)
-                            .map_err(|e| DataError::io(&p, "reading metadata", e))?
-                            .len();
-                        Ok(SourceFile {
-                            name: p.display().to_string(),
-                            format: local_format(&p, text_field),
-                            path: p,
-                            split: None,
-                            bytes,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(ResolvedSource {
-                    name,
-                    repo: None,
-                    revision: None,
-                    commit: None,
-                    files,
-                    embedded: None,
-                    rule,
-                    splits,
-                })
+                Ok(Self::without_hub(cfg, Vec::new(), Some(corpus)))
             }
+            DatasetSource::Local { path, text_field } => {
+                Ok(Self::without_hub(cfg, local_files(path, text_field)?, None))
+            }
+        }
+    }
+
+    /// A hub source: `files` of `listing`, at the commit `repo.revision` resolved to.
+    fn from_hub(
+        cfg: &DataConfig,
+        repo: HubRepo,
+        files: Vec<SourceFile>,
+        listing: RepoListing,
+    ) -> Self {
+        ResolvedSource {
+            name: cfg.dataset.name(),
+            repo: Some(repo.id),
+            revision: Some(repo.revision),
+            commit: Some(listing.commit),
+            files,
+            embedded: None,
+            rule: split_rule(cfg),
+            splits: source_splits(cfg),
+        }
+    }
+
+    /// A source without a hub repo: local `files`, or an `embedded` corpus.
+    fn without_hub(
+        cfg: &DataConfig,
+        files: Vec<SourceFile>,
+        embedded: Option<EmbeddedCorpus>,
+    ) -> Self {
+        ResolvedSource {
+            name: cfg.dataset.name(),
+            repo: None,
+            revision: None,
+            commit: None,
+            files,
+            embedded,
+            rule: split_rule(cfg),
+            splits: source_splits(cfg),
         }
     }
 
@@ -442,29 +453,15 @@ impl ResolvedSource {
         wanted: &[Split],
         f: &mut dyn FnMut(Split, String) -> Result<bool>,
     ) -> Result<()> {
-        let mut index = 0u64;
-        // Assigns a split to a per-document-rule document and forwards it.
-        let mut emit = |split: Option<Split>, text: String| -> Result<bool> {
-            if text.trim().is_empty() {
-                return Ok(true);
-            }
-            let split = match split {
-                Some(s) => s,
-                None => {
-                    let s = self.rule.split_of(index);
-                    index += 1;
-                    s
-                }
-            };
-            if wanted.contains(&split) {
-                f(split, text)
-            } else {
-                Ok(true)
-            }
+        let mut emit = Emit {
+            rule: &self.rule,
+            wanted,
+            index: 0,
+            f,
         };
         if let Some(corpus) = self.embedded {
             for doc in corpus.documents()? {
-                if !emit(None, doc)? {
+                if !emit.doc(None, doc)? {
                     return Ok(());
                 }
             }
@@ -481,57 +478,96 @@ impl ResolvedSource {
             // A Wikitext article never spans two splits: flush at a split change.
             if file.format == FileFormat::WikitextParquet && joiner_split != file.split {
                 if let (Some(s), Some(doc)) = (joiner_split, joiner.finish()) {
-                    if !emit(Some(s), doc)? {
+                    if !emit.doc(Some(s), doc)? {
                         return Ok(());
                     }
                 }
                 joiner_split = file.split;
             }
             info!(file = %file.name, bytes = file.bytes, "reading");
-            let keep_going = match &file.format {
-                FileFormat::WikitextParquet => {
-                    let mut go = true;
-                    read_parquet_text(&file.path, "text", |row| {
-                        if let Some(doc) = joiner.push(row.unwrap_or("")) {
-                            go = emit(file.split, doc)?;
-                        }
-                        Ok(go)
-                    })?;
-                    go
-                }
-                FileFormat::Parquet { column } => {
-                    let mut go = true;
-                    read_parquet_text(&file.path, column, |row| {
-                        if let Some(text) = row {
-                            go = emit(file.split, text.to_string())?;
-                        }
-                        Ok(go)
-                    })?;
-                    go
-                }
-                FileFormat::Jsonl { field } => {
-                    read_jsonl(&file.path, field, &mut |t| emit(file.split, t))?
-                }
-                FileFormat::Text => {
-                    let bytes = std::fs::read(&file.path)
-                        .map_err(|e| DataError::io(&file.path, "reading", e))?;
-                    let text = String::from_utf8(bytes).map_err(|e| DataError::Utf8 {
-                        path: file.path.clone(),
-                        location: format!("byte {}", e.utf8_error().valid_up_to()),
-                        source: e.utf8_error(),
-                    })?;
-                    emit(file.split, text)?
-                }
-            };
-            if !keep_going {
+            if !read_documents(file, &mut joiner, &mut emit)? {
                 return Ok(());
             }
         }
         if let (Some(s), Some(doc)) = (joiner_split, joiner.finish()) {
-            emit(Some(s), doc)?;
+            emit.doc(Some(s), doc)?;
         }
         Ok(())
     }
+}
+
+/// Where [`ResolvedSource::for_each_document`] sends documents: assigns a split to those
+/// of per-document-rule files (by their index among them) and forwards those of the
+/// wanted splits.
+struct Emit<'a> {
+    rule: &'a SplitRule,
+    wanted: &'a [Split],
+    /// Documents given a split by the rule so far.
+    index: u64,
+    f: &'a mut dyn FnMut(Split, String) -> Result<bool>,
+}
+
+impl Emit<'_> {
+    /// One document of `split` (`None`: decided by the rule); `Ok(false)` to stop.
+    /// Empty (or whitespace-only) documents are dropped and not counted.
+    fn doc(&mut self, split: Option<Split>, text: String) -> Result<bool> {
+        if text.trim().is_empty() {
+            return Ok(true);
+        }
+        let split = match split {
+            Some(s) => s,
+            None => {
+                let s = self.rule.split_of(self.index);
+                self.index += 1;
+                s
+            }
+        };
+        if self.wanted.contains(&split) {
+            (self.f)(split, text)
+        } else {
+            Ok(true)
+        }
+    }
+}
+
+/// Sends the documents of one file to `emit` (Wikitext rows through `joiner`, which keeps
+/// an unfinished article for the next file); `Ok(false)` when `emit` said stop.
+fn read_documents(file: &SourceFile, joiner: &mut ArticleJoiner, emit: &mut Emit) -> Result<bool> {
+    Ok(match &file.format {
+        FileFormat::WikitextParquet => {
+            let mut go = true;
+            read_parquet_text(&file.path, "text", |row| {
+                if let Some(doc) = joiner.push(row.unwrap_or("")) {
+                    go = emit.doc(file.split, doc)?;
+                }
+                Ok(go)
+            })?;
+            go
+        }
+        FileFormat::Parquet { column } => {
+            let mut go = true;
+            read_parquet_text(&file.path, column, |row| {
+                if let Some(text) = row {
+                    go = emit.doc(file.split, text.to_string())?;
+                }
+                Ok(go)
+            })?;
+            go
+        }
+        FileFormat::Jsonl { field } => {
+            read_jsonl(&file.path, field, &mut |t| emit.doc(file.split, t))?
+        }
+        FileFormat::Text => {
+            let bytes =
+                std::fs::read(&file.path).map_err(|e| DataError::io(&file.path, "reading", e))?;
+            let text = String::from_utf8(bytes).map_err(|e| DataError::Utf8 {
+                path: file.path.clone(),
+                location: format!("byte {}", e.utf8_error().valid_up_to()),
+                source: e.utf8_error(),
+            })?;
+            emit.doc(file.split, text)?
+        }
+    })
 }
 
 /// Reads a JSONL file, calling `f` with the string field `field` of each non-blank line.

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -186,11 +185,6 @@ fn tok_err(path: &Path, message: impl std::fmt::Display) -> DataError {
     }
 }
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 impl Tokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -212,7 +206,7 @@ impl Tokenizer {
             .map(|&m| m as usize + 1)
             .unwrap_or(0);
         inner.set_encode_special_tokens(true);
-        let sha256 = sha256_hex(&json);
+        let sha256 = ire_core::fs::sha256_hex(&json);
         Ok(Tokenizer {
             fast: FastBpe::for_tokenizer(&inner, &sha256).map(Arc::new),
             inner,
@@ -311,7 +305,7 @@ impl Tokenizer {
 
     /// Writes the `tokenizer.json` bytes atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::shard::write_atomic(path, &self.json)
+        Ok(ire_core::fs::write_atomic(path, &self.json)?)
     }
 }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::error::{DataError, Result};
-use crate::prepare::ShardMeta;
+use crate::format::ShardMeta;
 use crate::shard::Shard;
 
 /// The stamp file in a prepared folder.

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ire_core::fs::sha256_hex;
 use ire_data::hub::{Hub, HubRepo, RemoteFile};
-use ire_data::tokenizer::sha256_hex;
 use ire_data::{
     prepare_with, DataConfig, DataError, DatasetSource, HubOptions, Split, TokenizerSpec,
 };
@@ -493,7 +493,7 @@ fn an_offline_prepare_names_the_unnumbered_files_an_interrupted_download_left_ou
     let hub = Hub::new(online(&cache, &endpoint)).unwrap();
     let listing = hub.list(&owt).unwrap();
     hub.get(&listing, "plain_text/train-a.parquet").unwrap();
-    let record = ire_data::hub_record::record_path(&cache, &owt, COMMIT);
+    let record = ire_data::hub::record::record_path(&cache, &owt, COMMIT);
     assert!(record.is_file());
 
     let tok = root.path().join("gpt2.json");

@@ -22,7 +22,7 @@ fn dataset(dir: &std::path::Path) -> ire_data::PreparedDataset {
 
 fn starts(b: &ire_data::Batch) -> Vec<u64> {
     (0..b.batch)
-        .map(|r| u64::from(b.inputs[r * b.ctx]))
+        .map(|r| u64::from(b.inputs[r * b.seq_len]))
         .collect()
 }
 
@@ -34,7 +34,7 @@ fn random_windows_are_contiguous_in_range_and_a_function_of_seed_and_index() {
     let l = Loader::new(&ds, Split::Train, CTX, SamplerKind::RandomWindows, 7).unwrap();
     let b = l.batch(0, 4000).unwrap();
     assert_eq!(
-        (b.batch, b.ctx, b.inputs.len(), b.targets.len()),
+        (b.batch, b.seq_len, b.inputs.len(), b.targets.len()),
         (4000, CTX, 4000 * CTX, 4000 * CTX)
     );
     for r in 0..b.batch {

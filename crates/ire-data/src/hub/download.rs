@@ -25,9 +25,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 use ureq::{Agent, AgentBuilder, RedirectAuthHeaders, Response};
 
+use super::fetch::{backoff, finish_part};
+use super::types::{hint, HubOptions, RemoteFile, RepoListing};
 use crate::error::{DataError, Result};
-use crate::hub::{hint, HubOptions, RemoteFile, RepoListing};
-use crate::hub_fetch::{backoff, finish_part};
 
 /// Downloads hub files into the cache with timeouts, retries and resume.
 pub(crate) struct Downloader {

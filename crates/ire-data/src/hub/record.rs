@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::types::{snapshot_dir, HubRepo, RemoteFile, RepoListing};
 use crate::error::{DataError, Result};
-use crate::hub::{snapshot_dir, HubRepo, RemoteFile, RepoListing};
-use crate::shard::write_atomic;
+use ire_core::fs::write_atomic;
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -68,7 +68,7 @@ pub fn write_record(cache_dir: &Path, listing: &RepoListing) -> Result<()> {
         what: "listing record",
         source,
     })?;
-    write_atomic(&path, &bytes)
+    Ok(write_atomic(&path, &bytes)?)
 }
 
 /// The recorded files of `commit`, if an online listing of it was recorded; an unreadable
