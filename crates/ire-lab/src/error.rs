@@ -41,16 +41,38 @@ pub enum LabError {
     },
     /// From the trainer (configs, checkpoints, metrics files).
     #[error(transparent)]
-    Train(#[from] TrainError),
+    Train(Box<TrainError>),
     /// From the model crate (loading a checkpoint).
     #[error(transparent)]
-    Model(#[from] ire_llama::LlamaError),
+    Model(Box<ire_llama::LlamaError>),
     /// From the data crate (the validation windows).
     #[error(transparent)]
-    Data(#[from] ire_data::DataError),
+    Data(Box<ire_data::DataError>),
     /// From the optimizer crate (the sharpness estimators).
     #[error(transparent)]
-    Optim(#[from] ire_optim::OptimError),
+    Optim(Box<ire_optim::OptimError>),
+}
+
+// The other crates' errors are boxed: a `Result<_, LabError>` stays small.
+impl From<TrainError> for LabError {
+    fn from(e: TrainError) -> Self {
+        LabError::Train(Box::new(e))
+    }
+}
+impl From<ire_llama::LlamaError> for LabError {
+    fn from(e: ire_llama::LlamaError) -> Self {
+        LabError::Model(Box::new(e))
+    }
+}
+impl From<ire_data::DataError> for LabError {
+    fn from(e: ire_data::DataError) -> Self {
+        LabError::Data(Box::new(e))
+    }
+}
+impl From<ire_optim::OptimError> for LabError {
+    fn from(e: ire_optim::OptimError) -> Self {
+        LabError::Optim(Box::new(e))
+    }
 }
 
 impl LabError {

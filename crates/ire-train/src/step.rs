@@ -117,7 +117,7 @@ pub struct Update {
 
 /// A prepared batch as tensors on `device`.
 pub fn batch_tensors<B: Backend>(batch: &Batch, device: &B::Device) -> Tokens<B> {
-    let shape = [batch.batch, batch.ctx];
+    let shape = [batch.batch, batch.seq_len];
     let x: Vec<i64> = batch.inputs.iter().map(|&t| t as i64).collect();
     let y: Vec<i64> = batch.targets.iter().map(|&t| t as i64).collect();
     (
