@@ -107,9 +107,16 @@ fn main() {
     };
     // As `ire_train::train` does before its first step.
     ire_llama::ops::cpu::tune();
-    let mut line = match a.backend.as_str() {
+    let line = match a.backend.as_str() {
         "ndarray" => step_bench::<Autodiff<NdArray>>(&settings, &Default::default()),
         _ => step_bench::<Autodiff<Flex>>(&settings, &Default::default()),
+    };
+    let mut line = match line {
+        Ok(line) => line,
+        Err(e) => {
+            eprintln!("bench_train: {e}");
+            std::process::exit(1);
+        }
     };
     line["impl"] = format!("ire/{}", a.backend).into();
     line["preset"] = a.preset.into();

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::guard::Guard;
 use crate::step::{apply_update, estimate_curvature, forward_backward, Tokens, UpdateSettings};
-use crate::GuardSection;
+use crate::{GuardSection, TrainError};
 
 /// Which optimizers [`step_bench`] steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,23 +111,21 @@ struct Run<B: TrainBackend> {
 }
 
 impl<B: TrainBackend> Run<B> {
-    fn new(s: &StepBench, name: OptimName, device: &B::Device) -> Self {
-        let model = Llama::<B>::init(&s.model, InitScheme::Torch, 0, device)
-            .expect("a preset shape is valid")
-            .with_precision(s.precision);
+    fn new(s: &StepBench, name: OptimName, device: &B::Device) -> Result<Self, TrainError> {
+        let model =
+            Llama::<B>::init(&s.model, InitScheme::Torch, 0, device)?.with_precision(s.precision);
         let optim_cfg = OptimConfig {
             name,
             ..s.optim.clone()
         };
-        Self {
+        Ok(Self {
             optim_name: if name == OptimName::Admire {
                 "admire"
             } else {
                 "adamw"
             },
             model,
-            optim: Optimizer::<B>::new(&optim_cfg, 0)
-                .expect("the bench's optimizer config is valid"),
+            optim: Optimizer::<B>::new(&optim_cfg, 0)?,
             settings: UpdateSettings {
                 iteration: 0,
                 lr: s.lr,
@@ -136,11 +134,12 @@ impl<B: TrainBackend> Run<B> {
             },
             times: Vec::new(),
             phases: Phases::default(),
-        }
+        })
     }
 
-    /// One training step as the trainer runs it, timed when `timing`.
-    fn step(&mut self, it: usize, batch: &Tokens<B>, timing: bool) {
+    /// One training step as the trainer runs it, timed when `timing`. A non-finite loss or
+    /// gradient norm stops the benchmark with the guard's error.
+    fn step(&mut self, it: usize, batch: &Tokens<B>, timing: bool) -> Result<(), TrainError> {
         let mut p = Phases::default();
         let t = Instant::now();
         let model = &self.model;
@@ -150,13 +149,13 @@ impl<B: TrainBackend> Run<B> {
                     Ok((batch.0.clone(), 0))
                 })
             });
-            let g = g.expect("one micro-batch");
+            let g = g?;
             p.time("mask refresh", || self.optim.refresh_mask(model, &g));
         }
         let grads = p.time("fwd+bwd", || {
             forward_backward(model, 1, || Ok(batch.clone()))
         });
-        let grads = grads.expect("one micro-batch");
+        let grads = grads?;
         let (guard_cfg, mut skipped) = (GuardSection::default(), 0);
         let mut guard = Guard {
             cfg: &guard_cfg,
@@ -171,10 +170,7 @@ impl<B: TrainBackend> Run<B> {
         let updated = p.time("update (clip, guard, optimizer)", || {
             apply_update(&mut self.optim, model, grads, &settings, &mut guard)
         });
-        self.model = match updated {
-            Ok((model, _)) => model,
-            Err(e) => panic!("bench step {}: {e}", it + 1),
-        };
+        self.model = updated?.0;
         // The trainer reads the loss every step; read a value too (it syncs lazy backends).
         let _: f32 = p.time("sync", || {
             let w = self.model.model.norm.weight.val();
@@ -186,6 +182,7 @@ impl<B: TrainBackend> Run<B> {
                 *self.phases.0.entry(k).or_default() += v;
             }
         }
+        Ok(())
     }
 
     /// Median and mean step time (s).
@@ -212,13 +209,14 @@ fn tokens<B: Backend>(s: &StepBench, device: &B::Device) -> Tokens<B> {
 
 /// Steps the model `warmup + steps` times and reports one JSON object: median and mean step
 /// time, tokens/s, MFU, peak RSS, and with [`BenchOptim::Both`] the AdmIRE/AdamW ratio of mean
-/// step times; with `profile`, milliseconds per step by phase and by fused op.
-pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Value {
+/// step times; with `profile`, milliseconds per step by phase and by fused op. An invalid shape
+/// or optimizer setting, or a non-finite step, is an error.
+pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Result<Value, TrainError> {
     let (adamw, admire) = (OptimName::Adamw, OptimName::Admire);
     let mut runs: Vec<Run<B>> = match s.which {
-        BenchOptim::Both => vec![Run::new(s, adamw, device), Run::new(s, admire, device)],
-        BenchOptim::Admire => vec![Run::new(s, admire, device)],
-        BenchOptim::AdamW => vec![Run::new(s, adamw, device)],
+        BenchOptim::Both => vec![Run::new(s, adamw, device)?, Run::new(s, admire, device)?],
+        BenchOptim::Admire => vec![Run::new(s, admire, device)?],
+        BenchOptim::AdamW => vec![Run::new(s, adamw, device)?],
     };
     let batch = tokens::<B>(s, device);
     let profiling = s.profile && runs.len() == 1;
@@ -229,7 +227,7 @@ pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Value {
             profile::reset();
         }
         for run in runs.iter_mut() {
-            run.step(it, &batch, timing);
+            run.step(it, &batch, timing)?;
         }
     }
     profile::enable(false);
@@ -263,7 +261,7 @@ pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Value {
     if profiling {
         out["ms_per_step"] = profile_split(&runs[0]).into();
     }
-    out
+    Ok(out)
 }
 
 /// Milliseconds per step by phase, and inside forward + backward by fused op.

@@ -127,7 +127,7 @@ fn step(a: StepArgs) -> anyhow::Result<serde_json::Value> {
         profile: a.profile,
         peak_flops: a.peak_flops.unwrap_or(crate::backend::DEFAULT_PEAK_FLOPS),
     };
-    let mut out = step_bench::<crate::backend::Training>(&settings, &device);
+    let mut out = step_bench::<crate::backend::Training>(&settings, &device)?;
     out["impl"] = "ire".into();
     out["preset"] = a.preset.into();
     out["device"] = a.device.into();
