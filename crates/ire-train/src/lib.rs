@@ -13,7 +13,7 @@
 //!   ([`checkpoint`]), resume checks ([`resume`]), signal handling ([`signals`]);
 //!   `docs/reliability.md` has the table.
 //! - [`metrics`]: `metrics.jsonl`; [`export`]: HF folders; [`memory`]: the expected peak per
-//!   device; [`bench`]: `ire bench` (the same step on fixed tokens).
+//!   device; [`bench`](mod@bench): `ire bench` (the same step on fixed tokens).
 //!
 //! Analysis of finished runs (charts, seed groups, speed-ups, sharpness) is the `ire-lab`
 //! crate, so this one does not depend on a plotting library.
