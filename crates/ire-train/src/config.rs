@@ -38,6 +38,72 @@ pub struct RunConfig {
     /// What to do when a step's loss or gradient norm is not finite.
     #[serde(default)]
     pub guard: GuardSection,
+    /// Several processes (mpirun, srun, torchrun): the collective engine and its timeout.
+    #[serde(default)]
+    pub dist: DistSection,
+}
+
+/// The collective engine of a data-parallel group (`dist.engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// `local` for one process, `nccl` for several processes on CUDA, `mpi` on CPU.
+    #[default]
+    Auto,
+    /// Threads of one process, one per device (burn-collective).
+    Local,
+    /// MPI (build with `--features mpi`): host buffers.
+    Mpi,
+    /// NCCL (CUDA build): in place on the GPU's buffers.
+    Nccl,
+}
+
+/// `[dist]`: how the processes of a multi-process job (one per device, started by mpirun, srun
+/// or torchrun) form their group. A single process needs none of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistSection {
+    /// `auto` (default), `local`, `mpi` or `nccl`.
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// Seconds a collective may wait for the other ranks before the job is aborted (a rank
+    /// that hangs or died). Must exceed the longest gap between ranks: an evaluation or a
+    /// checkpoint written by rank 0 while the others wait.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+    /// Gradients are all-reduced in flat buckets of at most this many MiB.
+    #[serde(default = "default_bucket_mb")]
+    pub bucket_mb: usize,
+    /// Processes in the job: set from the launcher's environment by `ire train` (recorded so
+    /// that the global batch of a checkpoint is known); not a setting.
+    #[serde(default = "one_process")]
+    pub processes: usize,
+    /// TCP port on `MASTER_ADDR` where rank 0 hands out the NCCL id when MPI is not the
+    /// launcher; default `MASTER_PORT + 1` (torchrun's agent already listens on `MASTER_PORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendezvous_port: Option<u16>,
+}
+
+impl Default for DistSection {
+    fn default() -> Self {
+        Self {
+            engine: EngineKind::Auto,
+            timeout_s: default_timeout_s(),
+            bucket_mb: default_bucket_mb(),
+            processes: 1,
+            rendezvous_port: None,
+        }
+    }
+}
+
+fn default_timeout_s() -> u64 {
+    600
+}
+fn default_bucket_mb() -> usize {
+    25
+}
+fn one_process() -> usize {
+    1
 }
 
 /// `[run]`
@@ -323,6 +389,12 @@ impl RunConfig {
                 "at least 1 validation window",
             ));
         }
+        if self.dist.timeout_s == 0 || self.dist.bucket_mb == 0 || self.dist.processes == 0 {
+            return Err(TrainError::config(
+                "dist",
+                "timeout_s, bucket_mb and processes must be positive",
+            ));
+        }
         if self.metrics.log_interval == 0 {
             return Err(TrainError::config("metrics.log_interval", "at least 1"));
         }
@@ -343,9 +415,14 @@ impl RunConfig {
         self.batch.seq_len.unwrap_or(model.max_position_embeddings)
     }
 
-    /// Sequences per optimizer step over all devices.
+    /// Data-parallel replicas: the devices of this process times the processes of the job.
+    pub fn replicas(&self) -> usize {
+        self.run.devices.len() * self.dist.processes
+    }
+
+    /// Sequences per optimizer step over all replicas.
     pub fn global_batch(&self) -> usize {
-        self.batch.micro_batch * self.batch.grad_accum * self.run.devices.len()
+        self.batch.micro_batch * self.batch.grad_accum * self.replicas()
     }
 
     /// The config as TOML text (saved in the run directory and in every checkpoint).

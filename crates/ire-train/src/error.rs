@@ -40,9 +40,22 @@ pub enum TrainError {
         /// Where the newest good checkpoint is.
         last_good: String,
     },
-    /// Another data-parallel rank failed; its error is the one reported.
-    #[error("stopped because another data-parallel rank failed")]
-    PeerFailed,
+    /// Another data-parallel rank failed; its message is carried here.
+    #[error("rank {rank} failed: {message}")]
+    Peer {
+        /// The first failing rank.
+        rank: usize,
+        /// Its error.
+        message: String,
+    },
+    /// A value that must be equal on every rank (the config, the data) differs.
+    #[error("rank {rank} does not match rank 0: {detail}")]
+    RankMismatch {
+        /// The rank that differs.
+        rank: usize,
+        /// What differs.
+        detail: String,
+    },
     /// A rank's thread panicked (a bug); the run stopped on every rank.
     #[error("rank {rank} panicked during {phase}: {message}")]
     Panic {
@@ -72,8 +85,8 @@ pub enum TrainError {
     /// From the optimizer crate.
     #[error(transparent)]
     Optim(#[from] ire_optim::OptimError),
-    /// A data-parallel collective operation failed.
-    #[error("data-parallel all-reduce failed: {0}")]
+    /// A data-parallel collective operation failed (or the group could not form).
+    #[error("data-parallel collective failed: {0}")]
     Collective(String),
 }
 

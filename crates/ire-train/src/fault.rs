@@ -1,6 +1,6 @@
 //! The wrapper every phase of a step runs in ([`run_phase`]): it fires an injected fault when
 //! one targets the phase, and turns a panic into an error, so that a failing rank still
-//! reaches the next agreement point ([`crate::dp::Rank::agree`]) and every rank stops together.
+//! reaches the next agreement point ([`crate::dist::Group::agree`]) and every rank stops together.
 //!
 //! Faults are for tests: make one rank fail (an error or a panic) in one phase of one step, to
 //! show that every rank stops, the process exits with that error, and nothing is lost. Tests

@@ -6,9 +6,9 @@
 //!   estimate), `forward_backward` (micro-batches), `apply_update` (clip, [`guard`], optimizer
 //!   step) — and the step-count convention (0-based iteration, 1-based step).
 //! - [`train`]: the run — prepare data and model, resume, then one loop per device
-//!   (`rank_loop.rs`) calling the step's pieces with the data-parallel agreement ([`dp`])
+//!   (`rank_loop.rs`) calling the step's pieces with the data-parallel agreement ([`dist`])
 //!   between them and the cadence of log, evaluation and checkpoint after them.
-//! - Reliability: the non-finite [`guard`], errors that stop every rank ([`dp::Rank::agree`],
+//! - Reliability: the non-finite [`guard`], errors that stop every rank ([`dist::Group::agree`],
 //!   each [`phase`] run inside [`fault::run_phase`]), verified durable checkpoints
 //!   ([`checkpoint`]), resume checks ([`resume`]), signal handling ([`signals`]);
 //!   `docs/reliability.md` has the table.
@@ -23,12 +23,13 @@ pub mod bench;
 pub mod checkpoint;
 mod checkpointer;
 mod config;
-pub mod dp;
+pub mod dist;
 mod error;
 mod eval;
 pub mod export;
 pub mod fault;
 pub mod guard;
+mod job;
 pub mod memory;
 pub mod metrics;
 pub mod phase;
@@ -36,15 +37,17 @@ mod rank_loop;
 mod report;
 pub mod resume;
 mod run;
+mod setup;
 pub mod signals;
 pub mod step;
 mod trainer;
 
 pub use config::{
-    BatchSection, CheckpointSection, EvalSection, GuardSection, MetricsSection, ModelSection,
-    NonFinitePolicy, RunConfig, RunSection,
+    BatchSection, CheckpointSection, DistSection, EngineKind, EvalSection, GuardSection,
+    MetricsSection, ModelSection, NonFinitePolicy, RunConfig, RunSection,
 };
 pub use error::TrainError;
 pub use eval::evaluate;
 pub use run::{TrainOptions, TrainSummary};
-pub use trainer::{memory_plan, train};
+pub use setup::memory_plan;
+pub use trainer::train;

@@ -14,7 +14,7 @@
 //!
 //! Every rank reaches every collective in the same order: each phase runs inside
 //! [`run_phase`] (fault injection, panics caught) and its error is held until the next
-//! agreement point ([`Rank::agree`]), where all ranks learn of it and leave together, so no
+//! agreement point ([`Group::agree`]), where all ranks learn of it and leave together, so no
 //! rank waits forever in an all-reduce.
 
 use std::path::Path;
@@ -26,7 +26,7 @@ use ire_optim::{gnb_seed, Optimizer, TrainBackend};
 
 use crate::checkpoint::{TrainerState, OPTIMIZER_DIR};
 use crate::checkpointer::Checkpointer;
-use crate::dp::Rank;
+use crate::dist::{Group, Rank};
 use crate::fault::{self, run_phase, Fault};
 use crate::guard::Guard;
 use crate::phase::Phase;
@@ -42,21 +42,21 @@ const GNB_SAMPLE_OFFSET: u64 = 1 << 40;
 /// Runs one replica from `state` to the end (or a stop), then leaves the collective group.
 pub(crate) fn rank_loop<B: TrainBackend>(
     shared: &Shared,
-    rank: Rank,
+    group: &Group<B>,
     device: &B::Device,
     model: Llama<B>,
     state: TrainerState,
     resume_from: Option<&Path>,
 ) -> Result<TrainSummary, TrainError> {
     ire_llama::ops::cpu::flush_denormals(); // this rank's thread (rayon's are set by tune())
-    rank.register::<B>(device)?;
+    let rank = group.rank();
     let setup = run_phase(shared.fault(), rank.index, state.step, Phase::Setup, || {
-        RankLoop::new(shared, rank, device, state, resume_from)
+        RankLoop::new(shared, group, device, state, resume_from)
     });
-    let result = rank
-        .agree::<B, _>(setup, &[], device)
+    let result = group
+        .agree(setup, &[])
         .and_then(|(mut lp, _)| lp.run(model));
-    let left = rank.finish::<B>();
+    let left = group.finish();
     let summary = result?;
     left?;
     Ok(summary)
@@ -67,6 +67,7 @@ pub(crate) fn rank_loop<B: TrainBackend>(
 /// [`Checkpointer::due`]).
 struct RankLoop<'a, B: TrainBackend> {
     shared: &'a Shared,
+    group: &'a Group<B>,
     rank: Rank,
     device: &'a B::Device,
     optim: Optimizer<B>,
@@ -83,12 +84,12 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
     /// Optimizer (restored from the checkpoint), prefetcher, reporter (rank 0).
     fn new(
         shared: &'a Shared,
-        rank: Rank,
+        group: &'a Group<B>,
         device: &'a B::Device,
         state: TrainerState,
         resume_from: Option<&Path>,
     ) -> Result<Self, TrainError> {
-        let cfg = &shared.cfg;
+        let (cfg, rank) = (&shared.cfg, group.rank());
         let mut optim = Optimizer::<B>::new(&cfg.optim, shared.schedule.warmup)?;
         if let Some(dir) = resume_from {
             optim.load(&dir.join(OPTIMIZER_DIR), device)?;
@@ -113,6 +114,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
         let total = shared.schedule.total;
         Ok(Self {
             shared,
+            group,
             rank,
             device,
             optim,
@@ -148,6 +150,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
     fn steps(&mut self, mut model: Llama<B>) -> Result<bool, TrainError> {
         for it in self.state.step..self.stop_at {
             let (step, started) = (it + 1, Instant::now());
+            self.group.set_step(step);
             let held = match self.optim.needs_refresh(it) {
                 true => self.refresh(&model, it)?,
                 false => Ok(()),
@@ -157,7 +160,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
                     self.gradients(&model, step)
                 })
             });
-            let (grads, stop) = self.agree_and_reduce(local)?;
+            let (grads, stop) = self.agree_and_reduce(&model, local)?;
             let updated = run_phase(self.fault(), self.rank.index, step, Phase::Update, || {
                 self.update(model, grads, it, started)
             });
@@ -167,7 +170,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
                 })
                 .map(|()| model)
             });
-            model = self.rank.agree::<B, _>(reported, &[], self.device)?.0;
+            model = self.group.agree(reported, &[])?.0;
             if stop {
                 return Ok(true);
             }
@@ -194,8 +197,8 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
                 Ok((batch_tensors::<B>(&batch, self.device).0, start))
             })
         });
-        let (estimate, _) = self.rank.agree::<B, _>(local, &[], self.device)?;
-        let estimate = self.rank.mean_gradients::<B>(estimate)?;
+        let (estimate, _) = self.group.agree(local, &[])?;
+        let estimate = self.group.mean_gradients(model, estimate)?;
         Ok(run_phase(fault, rank, step, Phase::Refresh, || {
             self.optim.refresh_mask(model, &estimate);
             Ok(())
@@ -219,6 +222,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
     /// signalled to stop, whether any failed; then the mean of the gradients.
     fn agree_and_reduce(
         &self,
+        model: &Llama<B>,
         local: Result<StepGrads, TrainError>,
     ) -> Result<(StepGrads, bool), TrainError> {
         let (local, loss) = match local {
@@ -226,9 +230,9 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
             Err(e) => (Err(e), 0.0),
         };
         let stop = signals::stop_requested() as u8 as f32;
-        let (grads, sums) = self.rank.agree::<B, _>(local, &[loss, stop], self.device)?;
+        let (grads, sums) = self.group.agree(local, &[loss, stop])?;
         let loss = sums[0] / self.rank.world as f32;
-        let grads = self.rank.mean_gradients::<B>(grads)?;
+        let grads = self.group.mean_gradients(model, grads)?;
         Ok((StepGrads { grads, loss }, sums[1] > 0.0))
     }
 

@@ -16,6 +16,7 @@ const HARMLESS: &[&str] = &[
     "run.name",
     "run.dir",
     "run.devices",
+    "dist.",
     "batch.micro_batch",
     "batch.grad_accum",
     "eval.",
@@ -48,7 +49,7 @@ pub fn check_compatible(
     let (ga, gb) = (saved.global_batch(), now.global_batch());
     if ga != gb && !is_allowed(GLOBAL_BATCH_KEY, allowed) {
         changes.push(format!(
-            "{GLOBAL_BATCH_KEY} (batch.micro_batch × batch.grad_accum × devices): saved {ga}, now {gb}"
+            "{GLOBAL_BATCH_KEY} (batch.micro_batch × batch.grad_accum × devices × processes): saved {ga}, now {gb}"
         ));
     }
     if changes.is_empty() {
@@ -62,6 +63,32 @@ pub fn check_compatible(
             changes.join("; ")
         ),
     ))
+}
+
+/// The keys whose values differ between two resolved configs (TOML text), each with both
+/// values: `batch.micro_batch: 2 on rank 0, 4 here`.
+pub(crate) fn differences(rank0: &str, mine: &str) -> String {
+    let leaves = |text: &str| {
+        toml::from_str::<toml::Value>(text)
+            .map(|v| {
+                let mut out = BTreeMap::new();
+                walk(&v, String::new(), &mut out);
+                out
+            })
+            .unwrap_or_default()
+    };
+    let (a, b) = (leaves(rank0), leaves(mine));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} on rank 0, {} here", show(a.get(k)), show(b.get(k))))
+        .collect();
+    match diffs.is_empty() {
+        true => "(the texts differ, not the values)".into(),
+        false => diffs.join("; "),
+    }
 }
 
 fn describe(key: &str, a: Option<&String>, b: Option<&String>) -> String {

@@ -9,6 +9,7 @@ use ire_data::{Batch, Loader};
 use ire_llama::LlamaConfig;
 use ire_optim::Schedule;
 
+use crate::dist::launch::Launch;
 use crate::fault::Fault;
 use crate::RunConfig;
 
@@ -25,6 +26,9 @@ pub struct TrainOptions {
     pub allow_changes: Vec<String>,
     /// Test hook: make one rank fail (see [`crate::fault`]).
     pub fault: Option<Fault>,
+    /// The launcher's description of this process (one process unless started by mpirun,
+    /// srun or torchrun).
+    pub launch: Launch,
 }
 
 /// What a finished (or stopped) run reports.

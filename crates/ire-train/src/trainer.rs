@@ -1,23 +1,22 @@
-//! Preparing a run and starting its ranks: the run directory, the data, the model and the
-//! optimizer state, fresh or from the newest checkpoint that verifies (after checking that the
-//! config may continue it). `rank_loop.rs` then runs one loop per device.
+//! Starting a run's ranks: one process with a thread per device (the in-process group), or
+//! this process's one rank of a multi-process job (`job.rs`). The pieces of the set-up are in
+//! `setup.rs`; `rank_loop.rs` then runs one loop per rank.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::module::Module;
-use ire_data::Loader;
-use ire_llama::{load_hf, Llama, LlamaConfig};
+use ire_llama::Llama;
 use ire_optim::TrainBackend;
 
-use crate::checkpoint::{self, TrainerState};
-use crate::dp::{self, Rank};
-use crate::memory::MemoryPlan;
+use crate::checkpoint::TrainerState;
+use crate::dist::{self, local, Group, Rank};
 use crate::rank_loop::rank_loop;
 use crate::run::{Shared, TrainOptions, TrainSummary};
-use crate::{resume, RunConfig, TrainError};
+use crate::setup::{self, Start};
+use crate::{job, EngineKind, RunConfig, TrainError};
 
-/// Runs (or resumes) the training run described by `cfg` on `devices` (one replica each).
+/// Runs (or resumes) the training run described by `cfg` on `devices` (one replica each; one
+/// device per process when `opts.launch` describes a multi-process job).
 pub fn train<B: TrainBackend>(
     cfg: RunConfig,
     devices: Vec<B::Device>,
@@ -25,198 +24,54 @@ pub fn train<B: TrainBackend>(
     peak_flops: f64,
 ) -> Result<TrainSummary, TrainError> {
     ire_llama::ops::cpu::tune();
-    let run_dir = cfg.run.dir.clone();
-    let start = starting_point(&cfg, &opts)?;
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
-    // Written only now: a refused resume leaves the run's config as it was.
-    let config_toml = cfg.to_toml();
-    ire_core::fs::write_atomic(
-        &run_dir.join(checkpoint::RUN_CONFIG_FILE),
-        config_toml.as_bytes(),
-    )?;
-
-    // Data: prepare once (idempotent), then open (and check) the shards.
-    let data_dir = cfg.data.prepared_dir();
-    let dataset = ire_data::prepare(&cfg.data, &data_dir)?;
-    let tok_path = dataset.tokenizer_path();
-    let tok_bytes = std::fs::read(&tok_path).map_err(|e| TrainError::io(&tok_path, e))?;
-    ire_core::fs::write_atomic(&run_dir.join(checkpoint::TOKENIZER_FILE), &tok_bytes)?;
-    let model_cfg = cfg.model.resolve()?;
-    if model_cfg.vocab_size < dataset.vocab_size() {
-        return Err(TrainError::config(
-            "model.vocab_size",
-            format!(
-                "at least the tokenizer's vocabulary ({}), got {}",
-                dataset.vocab_size(),
-                model_cfg.vocab_size
-            ),
-        ));
+    let cuda = cfg.run.devices.iter().any(|d| d.starts_with("cuda"));
+    let engine = dist::resolve_engine(cfg.dist.engine, &opts.launch, devices.len(), cuda)?;
+    if engine != EngineKind::Local {
+        let device = devices.into_iter().next().ok_or_else(|| {
+            TrainError::config("run.devices", "at least one device, e.g. [\"cpu\"]")
+        })?;
+        return job::run_process::<B>(cfg, engine, device, opts, peak_flops);
     }
-    let seq_len = cfg.seq_len(&model_cfg);
-    let seed = cfg.run.seed;
-    let loader = |split| Loader::new(&dataset, split, seq_len, cfg.data.sampler, seed);
-    let train_loader = loader(ire_data::Split::Train)?;
-    let val = loader(ire_data::Split::Val)?.val_windows(cfg.eval.windows)?;
-
-    // Model and trainer state: fresh or from the checkpoint chosen above.
+    let start = setup::prepare_run(&cfg, &opts)?;
     let main_device = devices[0].clone();
-    let (model, state, ckpt) = match start {
-        Some((dir, state)) => {
-            tracing::info!("resuming {} from step {}", run_dir.display(), state.step);
-            (load_hf::<B>(&dir, &main_device)?, state, Some(dir))
-        }
-        None => {
-            let model = Llama::<B>::init(&model_cfg, cfg.model.init, seed, &main_device)?;
-            (model, TrainerState::fresh(seed), None)
-        }
-    };
-    let model = model.with_precision(cfg.run.precision);
-    log_run(&cfg, &model_cfg, devices.len(), seq_len);
-    log_memory(&cfg, &model_cfg);
-
-    let shared = Arc::new(Shared {
-        schedule: cfg.schedule.build()?,
-        config_toml,
-        model_cfg,
-        run_dir,
-        train: train_loader,
-        val,
-        seq_len,
-        opts,
-        peak_flops,
-        cfg,
-    });
-    run_ranks::<B>(&shared, devices, model, state, ckpt)
+    let state = setup::state_of(&start, cfg.run.seed);
+    let (shared, model) = setup::open_run::<B>(cfg, opts, &start, &main_device, peak_flops)?;
+    setup::log_run(&shared.cfg, &shared.model_cfg);
+    run_threads::<B>(&Arc::new(shared), devices, model, state, &start)
 }
 
-/// Where the run starts: `None` for a fresh run (refusing a directory that already holds a
-/// run), or the newest checkpoint that verifies and its state when resuming — after checking
-/// that the config may continue it.
-fn starting_point(
-    cfg: &RunConfig,
-    opts: &TrainOptions,
-) -> Result<Option<(PathBuf, TrainerState)>, TrainError> {
-    let run_dir = &cfg.run.dir;
-    if !opts.resume {
-        let existing = checkpoint::list_checkpoints(run_dir)?;
-        if !existing.is_empty() || run_dir.join("metrics.jsonl").exists() {
-            return Err(TrainError::checkpoint(
-                run_dir,
-                "this run directory already holds a run; resume it with `ire train --resume DIR`, \
-                 or choose another `run.dir` (e.g. --set run.dir=runs/other)",
-            ));
-        }
-        return Ok(None);
-    }
-    checkpoint::clean_stale(run_dir)?;
-    let Some((_, dir)) = checkpoint::newest_good(run_dir)? else {
-        return Err(TrainError::checkpoint(
-            run_dir,
-            "no checkpoint to resume from (checkpoints/step-*/ is empty); to start this run over, \
-             delete the directory (or train into another run.dir)",
-        ));
-    };
-    let state = checkpoint::read_state(&dir)?;
-    let saved = RunConfig::load(&dir.join(checkpoint::RUN_CONFIG_FILE), &[])?;
-    resume::check_compatible(&dir, &saved, cfg, &opts.allow_changes)?;
-    Ok(Some((dir, state)))
-}
-
-/// The run's memory plan for one device (see [`crate::memory`]).
-pub fn memory_plan(cfg: &RunConfig, model_cfg: &LlamaConfig) -> MemoryPlan {
-    let seq_len = cfg.seq_len(model_cfg);
-    let admire = cfg.optim.name == ire_optim::OptimName::Admire;
-    let b = &cfg.batch;
-    let precision = cfg.run.precision;
-    MemoryPlan::new(
-        model_cfg,
-        b.micro_batch,
-        seq_len,
-        b.grad_accum,
-        admire,
-        precision,
-    )
-}
-
-/// Logs the memory plan; on CPU (where every device shares the RAM) warns when the replicas'
-/// peak does not fit in the available memory.
-fn log_memory(cfg: &RunConfig, model_cfg: &LlamaConfig) {
-    let plan = memory_plan(cfg, model_cfg);
-    tracing::info!("{plan}");
-    let cpu = cfg.run.devices.iter().all(|d| d == "cpu");
-    if cpu && cfg.run.precision != ire_llama::Precision::F32 {
-        tracing::warn!(
-            "run.precision = \"{}\" on the CPU runs the composed ops (the CPU kernels are f32 \
-             only): right for checking a GPU config, about 3× slower than f32",
-            cfg.run.precision.name()
-        );
-    }
-    let replicas = cfg.run.devices.len() as u64;
-    match crate::memory::cpu_available() {
-        Some(free) if cpu && !plan.fits(free / replicas.max(1)) => tracing::warn!(
-            "{} replica(s) need about {:.1} GiB, {:.1} GiB are available: the run may be killed \
-             for memory; lower batch.micro_batch (and raise batch.grad_accum to keep the global batch)",
-            replicas,
-            (plan.total() * replicas) as f64 / (1u64 << 30) as f64,
-            free as f64 / (1u64 << 30) as f64
-        ),
-        _ => {}
-    }
-}
-
-fn log_run(cfg: &RunConfig, model_cfg: &LlamaConfig, world: usize, seq_len: usize) {
-    tracing::info!(
-        "run `{}`: {} parameters ({} matmuls), {} device(s), global batch {} × {} = {} tokens/step, {} steps, optimizer {}",
-        cfg.run.name,
-        model_cfg.num_params(),
-        cfg.run.precision.name(),
-        world,
-        cfg.global_batch(),
-        seq_len,
-        cfg.global_batch() * seq_len,
-        cfg.schedule.total,
-        format!("{:?}", cfg.optim.name).to_lowercase()
-    );
-}
-
-/// Runs one [`rank_loop`] per device (rank 0 on this thread) and returns rank 0's summary, or
-/// the first error that is not just "another rank failed".
-fn run_ranks<B: TrainBackend>(
+/// Runs one [`rank_loop`] per device (rank 0 on this thread), joined by the in-process
+/// engine, and returns rank 0's summary, or the first error that is not just "another rank
+/// failed".
+fn run_threads<B: TrainBackend>(
     shared: &Arc<Shared>,
     devices: Vec<B::Device>,
     model: Llama<B>,
     state: TrainerState,
-    ckpt: Option<PathBuf>,
+    start: &Start,
 ) -> Result<TrainSummary, TrainError> {
     let world = devices.len();
     if world > 1 {
-        dp::reset::<B>();
+        local::reset::<B::InnerBackend>();
     }
+    let ckpt = setup::checkpoint_of(start);
+    let bucket_mb = shared.cfg.dist.bucket_mb;
+    let one_rank = |index: usize, device: &B::Device, replica: Llama<B>, state: TrainerState| {
+        let rank = Rank { index, world };
+        let engine = local::LocalEngine::<B::InnerBackend>::join(rank, device)?;
+        let group = Group::<B>::new(Box::new(engine), None, bucket_mb);
+        rank_loop::<B>(shared, &group, device, replica, state, ckpt)
+    };
     // Every replica starts as a clone of one module, so parameter ids agree across ranks.
     let results: Vec<Result<TrainSummary, TrainError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = devices
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, device)| {
-                let replica = model.clone().fork(device);
-                let (shared, state, ckpt) = (shared.clone(), state.clone(), ckpt.clone());
-                let device = device.clone();
-                let rank = Rank { index: i, world };
-                scope.spawn(move || {
-                    rank_loop::<B>(&shared, rank, &device, replica, state, ckpt.as_deref())
-                })
+        let handles: Vec<_> = (1..world)
+            .map(|i| {
+                let replica = model.clone().fork(&devices[i]);
+                let (state, one_rank, device) = (state.clone(), &one_rank, devices[i].clone());
+                scope.spawn(move || one_rank(i, &device, replica, state))
             })
             .collect();
-        let rank = Rank { index: 0, world };
-        let mut results = vec![rank_loop::<B>(
-            shared,
-            rank,
-            &devices[0],
-            model,
-            state,
-            ckpt.as_deref(),
-        )];
+        let mut results = vec![one_rank(0, &devices[0], model, state)];
         for h in handles {
             results.push(h.join().unwrap_or_else(|_| {
                 Err(TrainError::Collective("a replica thread panicked".into()))
@@ -224,19 +79,28 @@ fn run_ranks<B: TrainBackend>(
         }
         results
     });
+    first_cause(results)
+}
+
+/// Rank 0's summary when every rank finished, else the first error that is a rank's own
+/// (not "another rank failed").
+fn first_cause(results: Vec<Result<TrainSummary, TrainError>>) -> Result<TrainSummary, TrainError> {
     let mut summary = None;
-    let mut peer_failed = false;
+    let mut peer = None;
     for result in results {
         match result {
             Ok(s) => {
                 summary.get_or_insert(s);
             }
-            Err(TrainError::PeerFailed) => peer_failed = true,
+            Err(e @ TrainError::Peer { .. }) => {
+                peer.get_or_insert(e);
+            }
             Err(e) => return Err(e),
         }
     }
-    match (summary, peer_failed) {
-        (Some(s), false) => Ok(s),
-        _ => Err(TrainError::PeerFailed),
+    match (summary, peer) {
+        (_, Some(e)) => Err(e),
+        (Some(s), None) => Ok(s),
+        (None, None) => Err(TrainError::Collective("no rank ran".into())),
     }
 }

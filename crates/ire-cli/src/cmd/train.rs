@@ -67,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         allow_changes: args.allow_change.clone(),
         fault: ire_train::fault::Fault::from_env()?,
+        launch: ire_train::dist::Launch::from_env()?,
     };
     let run_dir = cfg.run.dir.clone();
     let summary = ire_train::train::<crate::backend::Training>(cfg, devices, opts, peak)?;

@@ -1,0 +1,146 @@
+//! Gradients as flat buckets, the unit every engine all-reduces: the model's gradients are
+//! taken in the module's visiting order (the same on every rank, whatever the parameter ids),
+//! flattened, concatenated into buckets of at most `bucket_elems` elements (a larger
+//! parameter is a bucket of its own), reduced, scaled by `1/world` and put back.
+//!
+//! The order of visits, not burn's `ParamId`, pairs tensors across processes: ids are drawn
+//! at random in each process. Concatenation also makes every bucket one fresh, contiguous,
+//! exclusively owned buffer, which NCCL can reduce in place.
+
+use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use ire_llama::Llama;
+use ire_optim::TrainBackend;
+
+use crate::TrainError;
+
+type Inner<B> = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+
+/// Takes every gradient out of `grads`, flat, in visiting order.
+struct Take<'a, B: TrainBackend> {
+    grads: &'a mut GradientsParams,
+    out: Vec<Tensor<Inner<B>, 1>>,
+}
+
+impl<B: TrainBackend> ModuleVisitor<B> for Take<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<Inner<B>, D>(param.id) {
+            let n = g.shape().num_elements();
+            self.out.push(g.reshape([n]));
+        }
+    }
+}
+
+/// Puts reduced flat gradients back, in the same order, with each parameter's shape.
+struct Give<'a, B: TrainBackend> {
+    had: &'a [ParamId],
+    flats: std::vec::IntoIter<Tensor<Inner<B>, 1>>,
+    grads: GradientsParams,
+}
+
+impl<B: TrainBackend> ModuleVisitor<B> for Give<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if !self.had.contains(&param.id) {
+            return;
+        }
+        if let Some(flat) = self.flats.next() {
+            let dims: [usize; D] = param.val().dims();
+            self.grads.register(param.id, flat.reshape(dims));
+        }
+    }
+}
+
+/// Ids of the parameters of `model` that have a gradient, in visiting order.
+struct Ids<'a> {
+    grads: &'a GradientsParams,
+    out: Vec<ParamId>,
+}
+
+impl<B: TrainBackend> ModuleVisitor<B> for Ids<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.grads.get::<Inner<B>, D>(param.id).is_some() {
+            self.out.push(param.id);
+        }
+    }
+}
+
+/// The mean of `grads` over the ranks: buckets of at most `bucket_elems` elements, each
+/// summed by `sum` (the engine), then scaled by `1/world`.
+pub fn mean_gradients<B: TrainBackend>(
+    model: &Llama<B>,
+    mut grads: GradientsParams,
+    world: usize,
+    bucket_elems: usize,
+    mut sum: impl FnMut(Tensor<Inner<B>, 1>) -> Result<Tensor<Inner<B>, 1>, TrainError>,
+) -> Result<GradientsParams, TrainError> {
+    let mut ids = Ids {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut ids);
+    let had = ids.out;
+    let mut take = Take::<B> {
+        grads: &mut grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut take);
+    let flats = take.out;
+    let scale = 1.0 / world as f64;
+    let mut reduced = Vec::with_capacity(flats.len());
+    for bucket in plan(
+        &flats.iter().map(|f| f.dims()[0]).collect::<Vec<_>>(),
+        bucket_elems,
+    ) {
+        let parts: Vec<_> = flats[bucket.clone()].to_vec();
+        let lens: Vec<usize> = parts.iter().map(|p| p.dims()[0]).collect();
+        let joined = if parts.len() == 1 {
+            parts.into_iter().next().unwrap()
+        } else {
+            Tensor::cat(parts, 0)
+        };
+        let mean = sum(joined)?.mul_scalar(scale);
+        let mut at = 0;
+        for n in lens {
+            reduced.push(mean.clone().slice([at..at + n]));
+            at += n;
+        }
+    }
+    let mut give = Give::<B> {
+        had: &had,
+        flats: reduced.into_iter(),
+        grads,
+    };
+    model.visit(&mut give);
+    Ok(give.grads)
+}
+
+/// Consecutive ranges of `lens` whose sums stay within `limit` (a longer one alone).
+pub fn plan(lens: &[usize], limit: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, &n) in lens.iter().enumerate() {
+        if i > start && size + n > limit {
+            out.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += n;
+    }
+    if start < lens.len() {
+        out.push(start..lens.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_consecutive_and_within_the_limit_unless_one_parameter_is_larger() {
+        assert_eq!(plan(&[3, 3, 3, 3], 6), vec![0..2, 2..4]);
+        assert_eq!(plan(&[3, 10, 2, 2, 7], 6), vec![0..1, 1..2, 2..4, 4..5]);
+        assert_eq!(plan(&[1, 1, 1], 100), vec![0..3]);
+        assert_eq!(plan(&[], 4), Vec::<std::ops::Range<usize>>::new());
+    }
+}
