@@ -37,6 +37,26 @@ pub fn parse_devices(names: &[String]) -> anyhow::Result<Vec<Device>> {
     names.iter().map(|n| parse_device(n)).collect()
 }
 
+/// The devices of this process: `run.devices`, except that each process of a multi-process
+/// job on CUDA takes `cuda:LOCAL_RANK` (the launchers' convention), whatever index the one
+/// entry names — the config is the same file on every rank.
+pub fn process_devices(
+    names: &[String],
+    launch: &ire_train::dist::Launch,
+) -> anyhow::Result<Vec<Device>> {
+    match names {
+        [one] if launch.world > 1 && one.starts_with("cuda") => {
+            let mine = format!("cuda:{}", launch.local_rank);
+            tracing::debug!(
+                "run.devices = [\"{one}\"]: rank {} uses {mine}",
+                launch.rank
+            );
+            parse_devices(&[mine])
+        }
+        _ => parse_devices(names),
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 fn parse_device(name: &str) -> anyhow::Result<Device> {
     match name {

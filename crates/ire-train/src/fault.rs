@@ -8,8 +8,9 @@
 //! `IRE_FAULT=RANK:STEP:PHASE[:panic]`, where STEP is the 1-based step (as in logs and
 //! checkpoint names) and PHASE a [`Phase`] name (`setup`, `refresh`, `micro`, `update`,
 //! `report`), or `nan`, which makes that rank's loss of that step NaN, as a bad batch would, or
-//! `kill`, which aborts the process halfway through writing that step's checkpoint, as a
-//! SIGKILL or power loss would. Never set in normal use.
+//! `kill`, which aborts the process as a SIGKILL or power loss would: rank 0 halfway through
+//! writing that step's checkpoint, another rank (a process of a multi-process job) at that
+//! step's report. Never set in normal use.
 
 use std::panic::AssertUnwindSafe;
 
@@ -23,7 +24,8 @@ pub enum FaultKind {
     Fail(Phase),
     /// Make the step's loss NaN.
     Nan,
-    /// Abort the process while the step's checkpoint is written.
+    /// Abort the process: rank 0 while the step's checkpoint is written, another rank at the
+    /// step's report.
     Kill,
 }
 
@@ -125,7 +127,8 @@ pub fn poisons(fault: Option<&Fault>, rank: usize, step: usize) -> bool {
     fault.is_some_and(|f| f.kind == FaultKind::Nan && f.targets(rank, step))
 }
 
-/// Whether `fault` kills the process while the checkpoint of `step` is written (`kill`).
+/// Whether `fault` kills the process at `step` (`kill`): rank 0 while the checkpoint of `step`
+/// is written, another rank at the step's report.
 pub fn kills(fault: Option<&Fault>, rank: usize, step: usize) -> bool {
     fault.is_some_and(|f| f.kind == FaultKind::Kill && f.targets(rank, step))
 }

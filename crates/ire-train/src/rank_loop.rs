@@ -277,10 +277,17 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
         step_s: f64,
         stop: bool,
     ) -> Result<(), TrainError> {
+        let step = self.state.step;
+        if !self.rank.is_main() && fault::kills(self.fault(), self.rank.index, step) {
+            eprintln!(
+                "injected fault: rank {} killed at step {step}",
+                self.rank.index
+            );
+            std::process::abort();
+        }
         let Some(reporter) = self.reporter.as_mut() else {
             return Ok(());
         };
-        let step = self.state.step;
         let last = step == self.stop_at;
         if reporter.due(step, last) {
             reporter.train(&self.state, update, step_s)?;

@@ -53,9 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         // The saved config may carry a relative run.dir; trust the directory we were given.
         overrides.push(format!("run.dir={:?}", dir.display().to_string()));
     }
+    // Under mpirun, srun or torchrun the job's process count is the launcher's, whatever a
+    // saved config recorded (a run may resume on another world size at the same global batch).
+    let launch = ire_train::dist::Launch::from_env()?;
+    overrides.push(format!("dist.processes={}", launch.world));
     let cfg = RunConfig::load(&path, &overrides)
         .with_context(|| format!("reading the run config {}", path.display()))?;
-    let devices = crate::backend::parse_devices(&cfg.run.devices)?;
+    let devices = crate::backend::process_devices(&cfg.run.devices, &launch)?;
     let peak = cfg
         .metrics
         .peak_flops
@@ -67,10 +71,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         allow_changes: args.allow_change.clone(),
         fault: ire_train::fault::Fault::from_env()?,
-        launch: ire_train::dist::Launch::from_env()?,
+        launch: launch.clone(),
     };
     let run_dir = cfg.run.dir.clone();
     let summary = ire_train::train::<crate::backend::Training>(cfg, devices, opts, peak)?;
+    let exit = match summary.signalled {
+        true => ire_train::signals::EXIT_INTERRUPTED,
+        false => 0,
+    };
+    if launch.rank != 0 {
+        return Ok(exit); // rank 0 reports for the job
+    }
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
     println!(
         "{} after {} steps: train loss {}, val loss {}; checkpoint {}; metrics {}",
@@ -88,8 +99,5 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .unwrap_or_else(|| "-".into()),
         run_dir.join("metrics.jsonl").display()
     );
-    Ok(match summary.signalled {
-        true => ire_train::signals::EXIT_INTERRUPTED,
-        false => 0,
-    })
+    Ok(exit)
 }
