@@ -2,10 +2,11 @@
 //! optimizer state, fresh or from the newest checkpoint that verifies (after checking that the
 //! config may continue it). `rank_loop.rs` then runs one loop per device.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::module::Module;
+use ire_core::DirLock;
 use ire_data::Loader;
 use ire_llama::{load_hf, Llama, LlamaConfig};
 use ire_optim::TrainBackend;
@@ -24,10 +25,13 @@ pub fn train<B: TrainBackend>(
     opts: TrainOptions,
     peak_flops: f64,
 ) -> Result<TrainSummary, TrainError> {
-    ire_llama::ops::cpu::tune();
     let run_dir = cfg.run.dir.clone();
-    let start = starting_point(&cfg, &opts)?;
     std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+    // Held until this function returns, and taken before the directory is read or written: a
+    // second job on it stops here, with the holder named (not told the directory holds a run).
+    let _lock = lock_run_dir(&run_dir)?;
+    ire_llama::ops::cpu::tune();
+    let start = starting_point(&cfg, &opts)?;
     // Written only now: a refused resume leaves the run's config as it was.
     let config_toml = cfg.to_toml();
     ire_core::fs::write_atomic(
@@ -87,6 +91,14 @@ pub fn train<B: TrainBackend>(
         cfg,
     });
     run_ranks::<B>(&shared, devices, model, state, ckpt)
+}
+
+/// Takes the run directory's lock, `run.lock`, for the job's life (released when the returned
+/// guard drops; a killed job's lock is taken over by the next one, with a warning naming its
+/// pid). A second job stops with [`TrainError::RunLocked`]. With several processes, rank 0
+/// alone calls this.
+pub fn lock_run_dir(run_dir: &Path) -> Result<DirLock, TrainError> {
+    Ok(DirLock::acquire(run_dir, checkpoint::RUN_LOCK_FILE)?)
 }
 
 /// Where the run starts: `None` for a fresh run (refusing a directory that already holds a
