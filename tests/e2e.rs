@@ -548,3 +548,124 @@ fn the_gpu_check_script_runs_end_to_end_on_a_cpu_build() {
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
+
+/// The steps of a metrics file's training lines, in file order.
+fn train_steps(path: &Path) -> Vec<u64> {
+    metric_values(path)
+        .iter()
+        .filter(|v| v["split"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Resumes a paused process when dropped, so a failing assertion does not leave it stopped.
+struct Paused(u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// This machine's host name as `ire` reads it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[test]
+fn a_second_job_on_a_run_directory_in_use_is_refused_and_a_dead_jobs_lock_is_taken_over() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-adamw.toml");
+    let config = config.to_str().unwrap();
+    ok(&ire(&["prepare", "--config", config], cwd));
+    let run = cwd.join("runs/tiny-adamw");
+    let (lock, metrics) = (run.join("run.lock"), run.join("metrics.jsonl"));
+    let mut fresh = vec!["train", "--config", config, "--no-progress"];
+    fresh.extend(SMALL); // 6 steps
+    let resume = |stop_at: &'static str| {
+        ["train", "--resume", "runs/tiny-adamw", "--no-progress"]
+            .into_iter()
+            .chain(
+                ["--stop-at", stop_at]
+                    .into_iter()
+                    .filter(|_| !stop_at.is_empty()),
+            )
+            .collect::<Vec<_>>()
+    };
+
+    // 1. The first job, paused (SIGSTOP: alive, holding its lock) as soon as it has written the
+    //    run's config, before its first checkpoint: the moment a second job used to be told
+    //    "delete the directory".
+    let first = spawn_ire(&[fresh.as_slice(), &["--stop-at", "2"]].concat(), cwd, &[]);
+    let started = std::time::Instant::now();
+    while !(run.join("config.toml").exists() && lock.exists()) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the first job did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    signal(first.id(), "-STOP");
+    let paused = Paused(first.id());
+    let mut first = first;
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first job still runs"
+    );
+    let holder = format!("pid {} on host {}", first.id(), host_name());
+    for (what, args) in [("--resume", resume("")), ("a fresh run", fresh.clone())] {
+        let out = wait_within(spawn_ire(&args, cwd, &[]), 60);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        let expect = format!("runs/tiny-adamw: another ire train job ({holder}, started 20");
+        assert!(err.contains(&expect), "{what}: {expect:?} not in {err}");
+        assert!(
+            err.contains("delete runs/tiny-adamw/run.lock"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("delete the directory"), "{what}: {err}");
+    }
+    drop(paused);
+    let out = wait_within(first, 300);
+    assert!(ok(&out).contains("stopped after 2 steps"));
+    assert_eq!(
+        train_steps(&metrics),
+        [1, 2],
+        "only the first job wrote metrics"
+    );
+    assert!(!lock.exists(), "released when the job ended");
+
+    // 2. The lock released, the run resumes.
+    ok(&wait_within(spawn_ire(&resume("4"), cwd, &[]), 300));
+    assert!(!lock.exists());
+
+    // 3. A lock left by a killed job (its pid gone from this host) is taken over, with a warning.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = format!("pid={dead}\nhost={}\nstarted=1796683263\n", host_name());
+    std::fs::write(&lock, stale).unwrap();
+    let out = wait_within(spawn_ire(&resume(""), cwd, &[]), 300);
+    assert!(ok(&out).contains("finished after 6 steps"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("taking over the lock left by pid {dead} on host")),
+        "{err}"
+    );
+    assert_eq!(train_steps(&metrics), [1, 2, 3, 4, 5, 6]);
+    assert!(!lock.exists());
+}
