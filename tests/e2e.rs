@@ -1,46 +1,12 @@
 //! End to end through the `ire` binary, as a user runs it: prepare → train → export → score on
 //! the embedded corpus, and config errors on the command line.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn ire(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ire"))
-        .args(args)
-        .current_dir(cwd)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the ire binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "ire failed: {}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// A micro version of the default run: the same config file with a smaller model and a few steps.
-const SMALL: [&str; 14] = [
-    "--set",
-    "model.hidden_size=64",
-    "--set",
-    "model.intermediate_size=128",
-    "--set",
-    "model.num_hidden_layers=2",
-    "--set",
-    "batch.seq_len=32",
-    "--set",
-    "schedule.total=6",
-    "--set",
-    "schedule.warmup=2",
-    "--set",
-    "checkpoint.interval=3",
-];
+use common::*;
 
 #[test]
 fn prepare_train_export_score_on_the_embedded_corpus() {
@@ -312,47 +278,6 @@ fn sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_status() {
     );
 }
 
-/// Starts `ire` with extra environment variables, output captured.
-fn spawn_ire(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_ire"))
-        .args(args)
-        .current_dir(cwd)
-        .env("HF_HUB_OFFLINE", "1")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the ire binary runs")
-}
-
-/// Waits for `child` at most `secs` seconds (a hang fails the test instead of stalling it).
-fn wait_within(mut child: std::process::Child, secs: u64) -> Output {
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed().as_secs() > secs {
-            let _ = child.kill();
-            panic!("ire did not exit within {secs} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// A metrics file without its timings, parsed (so equal means equal to the last bit).
-fn metric_values(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for key in ["tokens_per_s", "mfu", "wall_s"] {
-                v.as_object_mut().unwrap().remove(key);
-            }
-            v
-        })
-        .collect()
-}
-
 /// The AdmIRE run the kill tests cut: long enough (300 micro steps) that a kill lands mid-run.
 fn long_run(config: &str, dir: &str) -> Vec<String> {
     let mut args: Vec<String> = ["train", "--config", config, "--no-progress"]
@@ -547,4 +472,125 @@ fn the_gpu_check_script_runs_end_to_end_on_a_cpu_build() {
         "torch is reported as skipped, once per precision"
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// The steps of a metrics file's training lines, in file order.
+fn train_steps(path: &Path) -> Vec<u64> {
+    metric_values(path)
+        .iter()
+        .filter(|v| v["split"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Resumes a paused process when dropped, so a failing assertion does not leave it stopped.
+struct Paused(u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// This machine's host name as `ire` reads it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[test]
+fn a_second_job_on_a_run_directory_in_use_is_refused_and_a_dead_jobs_lock_is_taken_over() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-adamw.toml");
+    let config = config.to_str().unwrap();
+    ok(&ire(&["prepare", "--config", config], cwd));
+    let run = cwd.join("runs/tiny-adamw");
+    let (lock, metrics) = (run.join("run.lock"), run.join("metrics.jsonl"));
+    let mut fresh = vec!["train", "--config", config, "--no-progress"];
+    fresh.extend(SMALL); // 6 steps
+    let resume = |stop_at: &'static str| {
+        ["train", "--resume", "runs/tiny-adamw", "--no-progress"]
+            .into_iter()
+            .chain(
+                ["--stop-at", stop_at]
+                    .into_iter()
+                    .filter(|_| !stop_at.is_empty()),
+            )
+            .collect::<Vec<_>>()
+    };
+
+    // 1. The first job, paused (SIGSTOP: alive, holding its lock) as soon as it has written the
+    //    run's config, before its first checkpoint: the moment a second job used to be told
+    //    "delete the directory".
+    let first = spawn_ire(&[fresh.as_slice(), &["--stop-at", "2"]].concat(), cwd, &[]);
+    let started = std::time::Instant::now();
+    while !(run.join("config.toml").exists() && lock.exists()) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the first job did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    signal(first.id(), "-STOP");
+    let paused = Paused(first.id());
+    let mut first = first;
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first job still runs"
+    );
+    let holder = format!("pid {} on host {}", first.id(), host_name());
+    for (what, args) in [("--resume", resume("")), ("a fresh run", fresh.clone())] {
+        let out = wait_within(spawn_ire(&args, cwd, &[]), 60);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        let expect = format!("runs/tiny-adamw: another ire train job ({holder}, started 20");
+        assert!(err.contains(&expect), "{what}: {expect:?} not in {err}");
+        assert!(
+            err.contains("delete runs/tiny-adamw/run.lock"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("delete the directory"), "{what}: {err}");
+    }
+    drop(paused);
+    let out = wait_within(first, 300);
+    assert!(ok(&out).contains("stopped after 2 steps"));
+    assert_eq!(
+        train_steps(&metrics),
+        [1, 2],
+        "only the first job wrote metrics"
+    );
+    assert!(!lock.exists(), "released when the job ended");
+
+    // 2. The lock released, the run resumes.
+    ok(&wait_within(spawn_ire(&resume("4"), cwd, &[]), 300));
+    assert!(!lock.exists());
+
+    // 3. A lock left by a killed job (its pid gone from this host) is taken over, with a warning.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = format!("pid={dead}\nhost={}\nstarted=1796683263\n", host_name());
+    std::fs::write(&lock, stale).unwrap();
+    let out = wait_within(spawn_ire(&resume(""), cwd, &[]), 300);
+    assert!(ok(&out).contains("finished after 6 steps"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("taking over the lock left by pid {dead} on host")),
+        "{err}"
+    );
+    assert_eq!(train_steps(&metrics), [1, 2, 3, 4, 5, 6]);
+    assert!(!lock.exists());
 }

@@ -29,7 +29,7 @@ impl IoError {
         (self.path, std::io::Error::new(self.source.kind(), message))
     }
 
-    fn new(path: &Path, action: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn new(path: &Path, action: impl Into<String>, source: std::io::Error) -> Self {
         Self {
             path: path.to_path_buf(),
             action: action.into(),

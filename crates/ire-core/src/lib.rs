@@ -2,6 +2,9 @@
 //!
 //! - [`fs`]: a durable atomic write (temporary sibling, fsync, rename, fsync of the folder), a
 //!   folder fsync, and sha256 of bytes and of a file (streamed).
+//! - [`lock`]: [`DirLock`], one job per folder: an exclusive lock file naming its holder (pid,
+//!   host, start time), taken over from a holder that died on this host.
+//! - [`time`]: seconds since the epoch, and as an RFC 3339 UTC string.
 //! - [`rng`]: SplitMix64, the fixed stream behind weight initialisation, GNB labels, data
 //!   sampling and the sharpness probes (no dependency whose stream could change with a version).
 //! - [`cpu`]: which x86 instruction set the running CPU has, and [`multiversion!`], which
@@ -13,7 +16,10 @@
 
 pub mod cpu;
 pub mod fs;
+pub mod lock;
 pub mod rng;
+pub mod time;
 
 pub use fs::IoError;
+pub use lock::{DirLock, Holder, LockError};
 pub use rng::{splitmix64, SplitMix64};

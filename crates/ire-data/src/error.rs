@@ -297,16 +297,17 @@ pub enum DataError {
         found: String,
     },
 
-    /// Another live `prepare` holds the folder's lock file.
+    /// Another live `prepare` (or one on another host) holds the folder's lock file.
     #[error(
-        "{dir}: another `ire prepare` (pid {pid}) is writing this folder (lock file prepare.lock); \
-         wait for it to finish, or, if process {pid} is not a prepare of this folder, delete {dir}/prepare.lock"
+        "{dir}: another `ire prepare` ({holder}) is writing this folder (lock file prepare.lock); \
+         wait for it to finish, or, if process {} is not a prepare of this folder, delete {dir}/prepare.lock",
+        holder.pid
     )]
     Locked {
         /// The prepared folder.
         dir: PathBuf,
-        /// The pid in the lock file (0 if unreadable).
-        pid: u32,
+        /// Who holds the lock: pid (0 if unreadable), host, start time.
+        holder: ire_core::Holder,
     },
 
     /// A prepared dataset folder lacks `meta.json` (never prepared, or interrupted).
@@ -336,6 +337,16 @@ impl DataError {
         DataError::Config {
             field: field.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<ire_core::LockError> for DataError {
+    /// The prepared folder's lock (`prepare.lock`): held is [`DataError::Locked`].
+    fn from(e: ire_core::LockError) -> Self {
+        match e {
+            ire_core::LockError::Held { dir, holder, .. } => DataError::Locked { dir, holder },
+            ire_core::LockError::Io(e) => e.into(),
         }
     }
 }

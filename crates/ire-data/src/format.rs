@@ -10,7 +10,8 @@
 //! train-00000.json      the shard's record: written right after the shard, lets a killed run resume
 //! val-00000.bin / .json
 //! test-00000.bin / .json (sources with a test split)
-//! prepare.lock          while a `prepare` writes the folder: its pid (see `lock`)
+//! prepare.lock          while a `prepare` writes the folder: its pid, host and start time
+//!                       (`ire_core::lock::DirLock`)
 //! meta.json             source, tokenizer sha256, shards' sha256 + counts; written LAST ("done")
 //! verified.json         shards checked against meta.json, by file identity (see `verify`)
 //! ```
@@ -28,6 +29,8 @@ use ire_core::fs::{sha256_hex, write_atomic};
 
 /// The "done" marker and description of a prepared dataset.
 pub const META_FILE: &str = "meta.json";
+/// Present while a `prepare` writes the folder (`ire_core::lock::DirLock`).
+pub const LOCK_FILE: &str = "prepare.lock";
 /// The tokenizer stored with the shards.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Records which config and source a trained tokenizer came from (resume).

@@ -57,9 +57,9 @@
 //!
 //! ```text
 //! error                      the crate's error type
-//! config, shard, lock,       leaves (error only): the serde config (SamplerKind included), the
-//!   embedded, wikitext,      shard file, the folder lock, the vendored corpora, the Wikitext
-//!   parquet_text             article joiner, the parquet text reader
+//! config, shard, embedded,   leaves (error only): the serde config (SamplerKind included), the
+//!   wikitext, parquet_text   shard file, the vendored corpora, the Wikitext article joiner,
+//!                            the parquet text reader
 //! tokenizer                  shard
 //! hub/types                  the hub types shared by the files below
 //! hub/fetch, hub/record      hub/types (record: shard)
@@ -71,8 +71,8 @@
 //! dataset                    config, format, shard, tokenizer, verify: the reader
 //! loader                     config, dataset
 //! tokenize                   config, format, shard, source, tokenizer: the shard pipeline
-//! prepare                    config, dataset, format, hub, lock, shard, source, tokenize,
-//!                            tokenizer: the writer
+//! prepare                    config, dataset, format, hub, shard, source, tokenize,
+//!                            tokenizer: the writer (the folder lock is `ire_core::DirLock`)
 //! ```
 
 #![warn(missing_docs)]
@@ -84,7 +84,6 @@ pub mod error;
 pub mod format;
 pub mod hub;
 pub mod loader;
-pub mod lock;
 pub mod parquet_text;
 pub mod prepare;
 pub mod shard;

@@ -19,15 +19,15 @@ use crate::dataset::{Preparation, PreparedDataset};
 use crate::error::{DataError, Result};
 use crate::format::{
     config_fingerprint, read_json, write_json, Meta, SplitMeta, TokenizerMeta, TokenizerRecord,
-    META_FILE, TOKENIZER_FILE, TOKENIZER_RECORD,
+    LOCK_FILE, META_FILE, TOKENIZER_FILE, TOKENIZER_RECORD,
 };
 use crate::hub::{Hub, HubOptions, HubRepo};
-use crate::lock::PrepareLock;
 use crate::shard::{TokenDtype, FORMAT_VERSION};
 use crate::source::{split_rule, ResolvedSource, SplitRule};
 use crate::tokenize::{resume_splits, tokenize_source, SplitState};
 use crate::tokenizer::Tokenizer;
 use ire_core::fs::sha256_hex;
+use ire_core::DirLock;
 
 /// The token-deciding fields of `cfg`, for a mismatch message.
 fn describe_config(cfg: &DataConfig) -> String {
@@ -95,7 +95,7 @@ pub fn prepare_with(
     std::fs::create_dir_all(out)
         .map_err(|e| DataError::io(out, "creating the prepared folder", e))?;
     // Held until this function returns; a second `prepare` on `out` stops with Locked.
-    let _lock = PrepareLock::acquire(out)?;
+    let _lock = DirLock::acquire(out, LOCK_FILE)?;
     // Another process may have finished the folder between the check above and the lock.
     if let Some(ds) = open_prepared(cfg, out, &fingerprint)? {
         return Ok(ds);

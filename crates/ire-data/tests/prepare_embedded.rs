@@ -423,23 +423,24 @@ fn a_prepare_on_a_locked_folder_stops_and_a_dead_holders_lock_is_taken_over() {
     std::fs::create_dir_all(&out).unwrap();
     let lock = out.join("prepare.lock");
 
-    // A live holder (this very process): refused, nothing written.
-    let me = std::process::id();
-    std::fs::write(&lock, format!("{me}\n")).unwrap();
+    // A live holder (this very process, on this host): refused, nothing written.
+    let me = ire_core::Holder::this_process();
+    std::fs::write(&lock, me.to_text()).unwrap();
     let e = prepare_with(&cfg(), &out, &offline(root.path())).unwrap_err();
     let msg = e.to_string();
     assert!(
-        matches!(e, DataError::Locked { pid, .. } if pid == me),
+        matches!(&e, DataError::Locked { holder, .. } if *holder == me),
         "{msg}"
     );
+    let names_holder = format!("pid {} on host {}", me.pid, ire_core::lock::host_name());
     assert!(
-        msg.contains(&out.display().to_string()) && msg.contains(&format!("pid {me}")),
+        msg.contains(&out.display().to_string()) && msg.contains(&names_holder),
         "{msg}"
     );
     assert_eq!(common::file_names(&out), vec!["prepare.lock".to_string()]);
 
-    // A holder that has exited: its lock is taken over, the folder prepared, the lock
-    // released at the end.
+    // A holder that has exited (a lock file of the old, pid-only format): its lock is taken
+    // over, the folder prepared, the lock released at the end.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();

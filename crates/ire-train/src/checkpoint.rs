@@ -27,6 +27,8 @@ pub const STATE_FILE: &str = "trainer_state.json";
 pub const RUN_CONFIG_FILE: &str = "config.toml";
 /// The run's copy of the tokenizer (in the run directory), used by `ire export`.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The run directory's lock file, present while a job trains into it (`ire_core::DirLock`).
+pub const RUN_LOCK_FILE: &str = "run.lock";
 /// Folder of the optimizer state inside a checkpoint.
 pub const OPTIMIZER_DIR: &str = "optimizer";
 /// Sizes and hashes of a checkpoint's files.

@@ -30,6 +30,20 @@ pub enum TrainError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Another `ire train` job holds the run directory's lock (`run.lock`): two jobs would
+    /// write the same metrics and checkpoints.
+    #[error(
+        "{dir}: another ire train job ({holder}) is using this run directory; wait for it to end, \
+         or if that process is gone from that host, delete {file}"
+    )]
+    RunLocked {
+        /// The run directory.
+        dir: PathBuf,
+        /// Its lock file.
+        file: PathBuf,
+        /// The job holding it: pid, host and start time.
+        holder: ire_core::Holder,
+    },
     /// A step's loss or gradient norm was NaN or infinite; the update was not applied.
     #[error("non-finite {cause} at step {step}: the update was not applied and the run stopped. {last_good}")]
     NonFinite {
@@ -110,6 +124,18 @@ impl TrainError {
         TrainError::Checkpoint {
             path: path.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<ire_core::LockError> for TrainError {
+    /// The run directory's lock: held is [`TrainError::RunLocked`].
+    fn from(e: ire_core::LockError) -> Self {
+        match e {
+            ire_core::LockError::Held { dir, file, holder } => {
+                TrainError::RunLocked { dir, file, holder }
+            }
+            ire_core::LockError::Io(e) => e.into(),
         }
     }
 }

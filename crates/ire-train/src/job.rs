@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use ire_core::DirLock;
 use ire_optim::TrainBackend;
 
 use crate::dist::{self, Group};
@@ -40,7 +41,8 @@ pub(crate) fn run_process<B: TrainBackend>(
         launch.launcher,
         device
     );
-    let result = set_up(&group, &cfg, &opts).and_then(|start| {
+    // Rank 0 holds the run directory's lock until the job ends.
+    let result = set_up(&group, &cfg, &opts).and_then(|(start, _lock)| {
         let state = setup::state_of(&start, cfg.run.seed);
         let opened = setup::open_run::<B>(cfg, opts, &start, &device, peak_flops);
         let (shared, model) = group.agree(opened, &[])?.0;
@@ -56,18 +58,19 @@ pub(crate) fn run_process<B: TrainBackend>(
     Ok(summary)
 }
 
-/// The set-up in turns (see the module docs); returns the start rank 0 chose.
+/// The set-up in turns (see the module docs); returns the start rank 0 chose, and on rank 0
+/// the run directory's lock.
 fn set_up<B: TrainBackend>(
     group: &Group<B>,
     cfg: &RunConfig,
     opts: &TrainOptions,
-) -> Result<Start, TrainError> {
+) -> Result<(Start, Option<DirLock>), TrainError> {
     let rank = group.rank();
     let prepared = match rank.is_main() {
-        true => setup::prepare_run(cfg, opts),
-        false => Ok(None),
+        true => setup::prepare_run(cfg, opts).map(|(start, lock)| (start, Some(lock))),
+        false => Ok((None, None)),
     };
-    let (start, _) = group.agree(prepared, &[])?;
+    let ((start, lock), _) = group.agree(prepared, &[])?;
     let node_first = !rank.is_main() && opts.launch.local_rank == 0;
     let local = match node_first {
         true => setup::prepare_data(cfg).map(drop),
@@ -99,5 +102,5 @@ fn set_up<B: TrainBackend>(
             cfg.data.prepared_dir().display()
         )
     })?;
-    Ok(start)
+    Ok((start, lock))
 }

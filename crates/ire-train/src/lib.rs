@@ -5,7 +5,8 @@
 //! - [`step`]: the training step as callable pieces — `estimate_curvature` (AdmIRE's GNB
 //!   estimate), `forward_backward` (micro-batches), `apply_update` (clip, [`guard`], optimizer
 //!   step) — and the step-count convention (0-based iteration, 1-based step).
-//! - [`train`]: the run — prepare data and model, resume, then one loop per device
+//! - [`train`]: the run — hold the run directory's lock ([`lock_run_dir`], `run.lock`), prepare
+//!   data and model, resume, then one loop per device
 //!   (`rank_loop.rs`) calling the step's pieces with the data-parallel agreement ([`dist`])
 //!   between them and the cadence of log, evaluation and checkpoint after them.
 //! - Reliability: the non-finite [`guard`], errors that stop every rank ([`dist::Group::agree`],
@@ -49,5 +50,5 @@ pub use config::{
 pub use error::TrainError;
 pub use eval::evaluate;
 pub use run::{TrainOptions, TrainSummary};
-pub use setup::memory_plan;
+pub use setup::{lock_run_dir, memory_plan};
 pub use trainer::train;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ire_core::DirLock;
 use ire_data::{Loader, PreparedDataset};
 use ire_llama::{load_hf, Llama, LlamaConfig};
 use ire_optim::TrainBackend;
@@ -17,13 +18,20 @@ use crate::{resume, RunConfig, TrainError};
 /// Where a run starts: a fresh model, or a verified checkpoint and its state.
 pub(crate) type Start = Option<(PathBuf, TrainerState)>;
 
-/// The main rank's preparation: the starting point (after checking that the config may
+/// The main rank's preparation: the run directory's lock (returned, to hold), the starting point (after checking that the config may
 /// continue the run), the run directory with its resolved config, the prepared data and the
 /// tokenizer copy.
-pub(crate) fn prepare_run(cfg: &RunConfig, opts: &TrainOptions) -> Result<Start, TrainError> {
+pub(crate) fn prepare_run(
+    cfg: &RunConfig,
+    opts: &TrainOptions,
+) -> Result<(Start, DirLock), TrainError> {
     let run_dir = &cfg.run.dir;
-    let start = starting_point(cfg, opts)?;
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+    // Taken before the directory is read or written, and held by the caller for the whole
+    // job: a second job on it stops here, with the holder named (not told the directory holds
+    // a run).
+    let lock = lock_run_dir(run_dir)?;
+    let start = starting_point(cfg, opts)?;
     // Written only now: a refused resume leaves the run's config as it was.
     ire_core::fs::write_atomic(
         &run_dir.join(checkpoint::RUN_CONFIG_FILE),
@@ -33,7 +41,13 @@ pub(crate) fn prepare_run(cfg: &RunConfig, opts: &TrainOptions) -> Result<Start,
     let tok_path = dataset.tokenizer_path();
     let tok_bytes = std::fs::read(&tok_path).map_err(|e| TrainError::io(&tok_path, e))?;
     ire_core::fs::write_atomic(&run_dir.join(checkpoint::TOKENIZER_FILE), &tok_bytes)?;
-    Ok(start)
+    Ok((start, lock))
+}
+
+/// Locks `run_dir` for this job (`run.lock`: pid, host, start time), refusing a second job
+/// with one error naming the holder; a lock left by a dead process on this host is taken over.
+pub fn lock_run_dir(run_dir: &Path) -> Result<DirLock, TrainError> {
+    Ok(DirLock::acquire(run_dir, checkpoint::RUN_LOCK_FILE)?)
 }
 
 /// The prepared data of `cfg`: prepared once (idempotent), then opened and checked.

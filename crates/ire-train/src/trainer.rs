@@ -32,7 +32,7 @@ pub fn train<B: TrainBackend>(
         })?;
         return job::run_process::<B>(cfg, engine, device, opts, peak_flops);
     }
-    let start = setup::prepare_run(&cfg, &opts)?;
+    let (start, _lock) = setup::prepare_run(&cfg, &opts)?; // the lock is held until return
     let main_device = devices[0].clone();
     let state = setup::state_of(&start, cfg.run.seed);
     let (shared, model) = setup::open_run::<B>(cfg, opts, &start, &main_device, peak_flops)?;

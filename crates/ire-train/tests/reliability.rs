@@ -1,6 +1,7 @@
 //! Faults and bad input in the trainer: a failure on one rank stops every rank (errors and
 //! panics, in every phase of the step), the guard against non-finite steps, resume checks,
-//! resuming on another device count, and damaged or half-written checkpoints.
+//! resuming on another device count, damaged or half-written checkpoints, and a second job on a
+//! run directory in use.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -299,4 +300,50 @@ fn checkpoints_are_verified_and_the_newest_is_never_pruned() {
     std::fs::rename(&dir, &old).unwrap();
     checkpoint::clean_stale(&run).unwrap();
     assert!(dir.join("trainer_state.json").exists() && !old.exists());
+}
+
+/// The folder's entries, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_second_job_on_a_run_directory_in_use_is_refused_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    // The first job (this test) holds the lock; its directory has no checkpoint yet.
+    let held = ire_train::lock_run_dir(&run).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "").unwrap();
+    let before = names(&run);
+    assert_eq!(before, ["metrics.jsonl", "run.lock"]);
+    let me = std::process::id();
+    for resume in [false, true] {
+        let cfg = config(&run, &tmp.path().join("data"), "adamw", 1, 1, 4);
+        let err = train::<B>(cfg, devices(1), opts(resume, None), peak()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, TrainError::RunLocked { holder, .. } if holder.pid == me),
+            "resume {resume}: {msg}"
+        );
+        let lock = run.join("run.lock").display().to_string();
+        for part in [
+            &run.display().to_string(),
+            &format!("pid {me} on host"),
+            &lock,
+        ] {
+            assert!(msg.contains(part.as_str()), "{part:?} not in {msg}");
+        }
+        assert!(!msg.contains("delete the directory"), "{msg}");
+        // Refused before anything was read or written: no config, no data, no metrics.
+        assert_eq!(names(&run), before);
+        assert!(!tmp.path().join("data").exists());
+    }
+    drop(held);
+    assert_eq!(names(&run), ["metrics.jsonl"]);
 }
