@@ -69,6 +69,34 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// Waits (at most 30 s) until the job that held `dir`'s `run.lock` is gone: mpirun may return
+/// while the ranks it killed are still exiting.
+fn wait_for_the_holder_to_exit(dir: &Path) {
+    let lock = dir.join("run.lock");
+    let started = std::time::Instant::now();
+    while let Ok(text) = std::fs::read_to_string(&lock) {
+        let pid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .unwrap_or("0")
+            .trim()
+            .to_string();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let dead = state
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if dead {
+            return;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the holder {pid} of {} still runs",
+            lock.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn model(cwd: &Path, dir: &str, step: usize) -> std::path::PathBuf {
     cwd.join(dir)
         .join(format!("checkpoints/step-{step:06}/model.safetensors"))
@@ -170,6 +198,7 @@ fn a_rank_that_dies_ends_the_job_and_the_run_resumes_from_its_checkpoint() {
         !model(cwd, "runs/killed", 15).exists(),
         "no step after the death is saved"
     );
+    wait_for_the_holder_to_exit(&cwd.join("runs/killed"));
     // Resumed under mpirun from step 10: exactly the uninterrupted run.
     let out = wait_within(
         mpirun(
@@ -232,4 +261,122 @@ fn ranks_with_different_configs_stop_with_one_error_naming_the_key() {
         !cwd.join("runs/mixed/metrics.jsonl").exists(),
         "nothing trained"
     );
+}
+
+#[test]
+fn a_second_job_on_a_run_in_use_is_refused_and_sigterm_stops_every_rank_with_one_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    ok(&ire(
+        &["prepare", "--config", &config("tiny-admire.toml")],
+        cwd,
+    ));
+    let long = run_args(
+        "runs/live",
+        &["schedule.total=100000", "checkpoint.interval=0"],
+    );
+    let first = mpirun(2, &strs(&long), cwd, &[]);
+    let metrics = cwd.join("runs/live/metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A second job (a Slurm requeue while the first still runs) is refused by name.
+    let second = mpirun(
+        2,
+        &["train", "--resume", "runs/live", "--no-progress"],
+        cwd,
+        &[],
+    );
+    let out = wait_within(second, 120);
+    assert!(!out.status.success());
+    let log = stderr(&out);
+    assert!(
+        log.contains("another ire train job (pid") && log.contains("is using this run directory"),
+        "{log}"
+    );
+    assert!(!log.contains("delete the directory"), "{log}");
+    // The scheduler's SIGTERM to every rank (as Slurm signals every task): one checkpoint, and
+    // every rank exits 75, so mpirun does.
+    let ranks = Command::new("pgrep")
+        .args(["-P", &first.id().to_string()])
+        .output()
+        .unwrap();
+    let ranks: Vec<String> = String::from_utf8_lossy(&ranks.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(ranks.len(), 2, "mpirun's children: {ranks:?}");
+    for pid in &ranks {
+        assert!(Command::new("kill")
+            .args(["-TERM", pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let out = wait_within(first, 120);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "stopped, resumable: {}",
+        stderr(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let steps: usize = stdout
+        .split("stopped after ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let ckpt = cwd.join(format!(
+        "runs/live/checkpoints/step-{steps:06}/trainer_state.json"
+    ));
+    assert!(ckpt.exists(), "no checkpoint at step {steps}");
+    assert!(
+        !cwd.join("runs/live/run.lock").exists(),
+        "the lock is released"
+    );
+}
+
+#[test]
+fn a_rank_that_hangs_is_caught_by_the_collective_timeout_and_the_job_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    ok(&ire(
+        &["prepare", "--config", &config("tiny-admire.toml")],
+        cwd,
+    ));
+    // Rank 1 stays alive but stops at step 7: rank 0 waits in the agreement after that step's
+    // report until the watchdog aborts the job (MPI_Abort) after dist.timeout_s.
+    let hung = run_args("runs/hung", &["dist.timeout_s=5"]);
+    let started = std::time::Instant::now();
+    let out = wait_within(
+        mpirun(2, &strs(&hung), cwd, &[("IRE_FAULT", "1:7:hang")]),
+        120,
+    );
+    assert!(!out.status.success(), "the job must fail");
+    let log = stderr(&out);
+    assert!(log.contains("rank 1 hangs at step 7"), "{log}");
+    assert!(
+        log.contains("rank 0: the agreement of step 7 did not finish within 5 s"),
+        "{log}"
+    );
+    assert!(started.elapsed().as_secs() < 100);
+    wait_for_the_holder_to_exit(&cwd.join("runs/hung"));
+    // The checkpoint of step 5 is intact: the run resumes from it.
+    let out = wait_within(
+        mpirun(
+            2,
+            &["train", "--resume", "runs/hung", "--no-progress"],
+            cwd,
+            &[],
+        ),
+        300,
+    );
+    assert!(ok(&out).contains("finished after 20 steps"));
 }

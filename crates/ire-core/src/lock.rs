@@ -252,11 +252,21 @@ fn read_holder(path: &Path) -> Option<Holder> {
 /// Whether process `pid` exists on this host. Where that cannot be checked (not Linux), every
 /// holder counts as alive, so a lock is never taken from a running process.
 fn pid_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
+    if !cfg!(target_os = "linux") {
+        return true;
     }
+    // A zombie (exited, not yet reaped: e.g. a rank aborted by mpirun in a container whose
+    // init does not reap) still has /proc/PID; its state in /proc/PID/stat is `Z` (or `X`).
+    match std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) {
+        Ok(stat) => !matches!(process_state(&stat), Some('Z' | 'X')),
+        Err(_) => false,
+    }
+}
+
+/// The state letter of a `/proc/PID/stat` line (`PID (COMM) S ...`; COMM may hold spaces and
+/// parentheses, so the state follows the last `)`).
+fn process_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Moves a stale lock aside and deletes it, unless it turns out to be a fresh one.
@@ -300,6 +310,14 @@ mod tests {
             LockError::Held { holder, .. } => holder,
             other => panic!("expected Held, got {other}"),
         }
+    }
+
+    #[test]
+    fn the_state_of_a_proc_stat_line_is_read_after_the_command_name() {
+        assert_eq!(process_state("31779 (ire) Z 1 31779 1 0"), Some('Z'));
+        assert_eq!(process_state("7 (a (b) c) S 1 7"), Some('S'));
+        assert_eq!(process_state("garbage"), None);
+        assert!(pid_alive(std::process::id()));
     }
 
     #[test]

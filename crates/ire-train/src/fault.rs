@@ -10,7 +10,8 @@
 //! `report`), or `nan`, which makes that rank's loss of that step NaN, as a bad batch would, or
 //! `kill`, which aborts the process as a SIGKILL or power loss would: rank 0 halfway through
 //! writing that step's checkpoint, another rank (a process of a multi-process job) at that
-//! step's report. Never set in normal use.
+//! step's report — or `hang`, which makes that rank sleep forever at that step's report, alive,
+//! as a stuck rank would. Never set in normal use.
 
 use std::panic::AssertUnwindSafe;
 
@@ -27,6 +28,9 @@ pub enum FaultKind {
     /// Abort the process: rank 0 while the step's checkpoint is written, another rank at the
     /// step's report.
     Kill,
+    /// Stop making progress (sleep forever) at the step's report, alive: what the collective
+    /// watchdog is for.
+    Hang,
 }
 
 /// Where a fault fires.
@@ -48,7 +52,7 @@ impl Fault {
         let bad = || {
             TrainError::config(
                 "IRE_FAULT",
-                "RANK:STEP:PHASE[:panic], PHASE one of setup, refresh, micro, update, report, nan, kill",
+                "RANK:STEP:PHASE[:panic], PHASE one of setup, refresh, micro, update, report, nan, kill, hang",
             )
         };
         let parts: Vec<&str> = text.split(':').collect();
@@ -58,6 +62,7 @@ impl Fault {
         let kind = match parts[2] {
             "nan" => FaultKind::Nan,
             "kill" => FaultKind::Kill,
+            "hang" => FaultKind::Hang,
             name => FaultKind::Fail(Phase::parse(name).ok_or_else(bad)?),
         };
         Ok(Self {
@@ -125,6 +130,26 @@ fn fire(fault: Option<&Fault>, rank: usize, step: usize, phase: Phase) -> Result
 /// Whether `fault` makes this rank's loss at `step` NaN (`nan`).
 pub fn poisons(fault: Option<&Fault>, rank: usize, step: usize) -> bool {
     fault.is_some_and(|f| f.kind == FaultKind::Nan && f.targets(rank, step))
+}
+
+/// The report-phase faults: `hang` on any rank, `kill` on a rank that does not write
+/// checkpoints (rank 0's `kill` fires inside the checkpoint write).
+pub fn hang_or_die(fault: Option<&Fault>, rank: crate::dist::engine::Rank, step: usize) {
+    if hangs(fault, rank.index, step) {
+        eprintln!("injected fault: rank {} hangs at step {step}", rank.index);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    if !rank.is_main() && kills(fault, rank.index, step) {
+        eprintln!("injected fault: rank {} killed at step {step}", rank.index);
+        std::process::abort();
+    }
+}
+
+/// Whether `fault` makes this rank hang at `step` (`hang`).
+pub fn hangs(fault: Option<&Fault>, rank: usize, step: usize) -> bool {
+    fault.is_some_and(|f| f.kind == FaultKind::Hang && f.targets(rank, step))
 }
 
 /// Whether `fault` kills the process at `step` (`kill`): rank 0 while the checkpoint of `step`

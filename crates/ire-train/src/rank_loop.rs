@@ -129,9 +129,19 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
 
     /// Trains to the end (or a stop) and reports; the progress bar is cleared either way.
     fn run(&mut self, model: Llama<B>) -> Result<TrainSummary, TrainError> {
+        let started = Instant::now();
         let signalled = self.steps(model);
         if let Some(r) = self.reporter.as_mut() {
             r.finish();
+            if self.rank.world > 1 {
+                let (reduce, total) =
+                    (self.group.reduce_seconds(), started.elapsed().as_secs_f64());
+                tracing::info!(
+                    "gradient all-reduce ({}): {reduce:.2} s of {total:.2} s ({:.1}%)",
+                    self.group.engine_name(),
+                    100.0 * reduce / total.max(1e-9)
+                );
+            }
         }
         let unfinished = self.state.step < self.shared.schedule.total;
         Ok(TrainSummary {
@@ -278,13 +288,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
         stop: bool,
     ) -> Result<(), TrainError> {
         let step = self.state.step;
-        if !self.rank.is_main() && fault::kills(self.fault(), self.rank.index, step) {
-            eprintln!(
-                "injected fault: rank {} killed at step {step}",
-                self.rank.index
-            );
-            std::process::abort();
-        }
+        fault::hang_or_die(self.fault(), self.rank, step);
         let Some(reporter) = self.reporter.as_mut() else {
             return Ok(());
         };

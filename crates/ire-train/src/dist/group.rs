@@ -35,6 +35,8 @@ pub struct Group<B: TrainBackend> {
     bucket_elems: usize,
     /// The step in progress (1-based; 0 at start), for the watchdog's message.
     step: Cell<usize>,
+    /// Seconds spent in gradient all-reduces so far.
+    reduce_s: Cell<f64>,
 }
 
 impl<B: TrainBackend> Group<B> {
@@ -67,6 +69,7 @@ impl<B: TrainBackend> Group<B> {
             watchdog,
             bucket_elems: (bucket_mb << 20) / 4,
             step: Cell::new(0),
+            reduce_s: Cell::new(0.0),
         }
     }
 
@@ -92,11 +95,7 @@ impl<B: TrainBackend> Group<B> {
         f: impl FnOnce() -> Result<T, TrainError>,
     ) -> Result<T, TrainError> {
         if let Some(w) = &self.watchdog {
-            w.arm(&format!(
-                "the {what} of step {} (rank {})",
-                self.step.get(),
-                self.rank().index
-            ));
+            w.arm(&format!("the {what} of step {}", self.step.get()));
         }
         let out = f();
         if let Some(w) = &self.watchdog {
@@ -145,11 +144,20 @@ impl<B: TrainBackend> Group<B> {
         if world == 1 {
             return Ok(grads);
         }
-        self.guarded("gradient all-reduce", || {
+        let started = std::time::Instant::now();
+        let mean = self.guarded("gradient all-reduce", || {
             buckets::mean_gradients(model, grads, world, self.bucket_elems, |b| {
                 self.engine.sum_device(b)
             })
-        })
+        });
+        self.reduce_s
+            .set(self.reduce_s.get() + started.elapsed().as_secs_f64());
+        mean
+    }
+
+    /// Seconds this rank spent in gradient all-reduces (waiting for slower ranks included).
+    pub fn reduce_seconds(&self) -> f64 {
+        self.reduce_s.get()
     }
 
     /// Checks that `mine` equals rank 0's on every rank; a difference is one error on every
