@@ -135,6 +135,71 @@ pub fn plan(lens: &[usize], limit: usize) -> Vec<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use ire_llama::{InitScheme, LlamaConfig};
+
+    type B = Autodiff<Flex>;
+
+    /// Every gradient of `grads` for `model`'s parameters, flat, in visiting order.
+    fn flat(model: &Llama<B>, grads: &GradientsParams) -> Vec<Vec<f32>> {
+        struct Read<'a>(&'a GradientsParams, Vec<Vec<f32>>);
+        impl ModuleVisitor<B> for Read<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if let Some(g) = self.0.get::<Inner<B>, D>(param.id) {
+                    self.1.push(g.into_data().to_vec().unwrap());
+                }
+            }
+        }
+        let mut read = Read(grads, Vec::new());
+        model.visit(&mut read);
+        read.1
+    }
+
+    #[test]
+    fn the_mean_over_buckets_puts_every_gradient_back_with_its_shape_and_value() {
+        let device = Default::default();
+        let mut cfg = LlamaConfig::preset("tiny").unwrap();
+        (
+            cfg.vocab_size,
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        ) = (64, 2, 32, 64);
+        let model = Llama::<B>::init(&cfg, InitScheme::Torch, 0, &device).unwrap();
+        let tokens = Tensor::<B, 2, Int>::from_ints([[1, 2, 3, 4, 5]], &device);
+        let (x, y) = (
+            tokens.clone().slice([0..1, 0..4]),
+            tokens.slice([0..1, 1..5]),
+        );
+        let grads = || {
+            crate::step::forward_backward(&model, 1, || Ok((x.clone(), y.clone())))
+                .unwrap()
+                .grads
+        };
+        let before = flat(&model, &grads());
+        let largest = before.iter().map(Vec::len).max().unwrap();
+        // Three "ranks" holding the same gradient: the mean is the gradient. Small buckets (a
+        // few parameters each, the largest alone) and one bucket for all must both hold.
+        for limit in [largest / 2, largest, usize::MAX] {
+            let mut buckets = 0;
+            let mean = mean_gradients(&model, grads(), 3, limit, |b| {
+                buckets += 1;
+                Ok(b.mul_scalar(3.0))
+            })
+            .unwrap();
+            let after = flat(&model, &mean);
+            assert_eq!(before.len(), after.len());
+            for (a, b) in before.iter().zip(&after) {
+                assert_eq!(a.len(), b.len());
+                for (p, q) in a.iter().zip(b) {
+                    assert!((p - q).abs() <= 1e-6 * p.abs().max(1e-6), "{p} vs {q}");
+                }
+            }
+            let expected = plan(&before.iter().map(Vec::len).collect::<Vec<_>>(), limit).len();
+            assert_eq!(buckets, expected, "limit {limit}");
+            assert!(limit == usize::MAX || buckets > 1);
+        }
+    }
 
     #[test]
     fn buckets_are_consecutive_and_within_the_limit_unless_one_parameter_is_larger() {
