@@ -44,13 +44,15 @@ pub fn resolve_engine(
         (EngineKind::Auto, false) => EngineKind::Local,
         (EngineKind::Auto, true) if cuda => EngineKind::Nccl,
         (EngineKind::Auto, true) => EngineKind::Mpi,
-        (EngineKind::Local, true) => return Err(TrainError::config(
-            key,
-            format!(
+        (EngineKind::Local, true) => {
+            return Err(TrainError::config(
+                key,
+                format!(
                 "\"local\" (threads of one process) cannot join the {world} processes {launcher} \
                      started; use \"mpi\" or \"nccl\", or \"auto\""
             ),
-        )),
+            ))
+        }
         (kind, _) => kind,
     };
     if resolved != EngineKind::Local && devices > 1 {
