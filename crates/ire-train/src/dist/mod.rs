@@ -8,7 +8,8 @@
 //! local.rs      threads of one process (burn-collective)
 //! mpi.rs        MPI through rsmpi (feature `mpi`): host buffers
 //! nccl.rs       NCCL through cudarc (feature `cuda`): in place on the GPU's buffers
-//! rendezvous.rs the NCCL id from rank 0 over TCP (feature `cuda`)
+//! nccl_lib.rs   whether NCCL's library loads, and what to do when it does not (libnccl.so.2)
+//! rendezvous.rs rank 0's NCCL id to every rank over TCP (std::net; any build)
 //! connect.rs    the engine a run uses: `dist.engine` and the launcher resolved
 //! buckets.rs    gradients as flat buckets in visiting order
 //! watchdog.rs   a collective that waits too long ends the job
@@ -25,6 +26,8 @@ pub mod launch;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod nccl_lib;
+pub mod rendezvous;
 pub mod watchdog;
 
 pub use connect::{connect, resolve_engine};
