@@ -26,6 +26,8 @@ pub mod launch;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 pub mod nccl_lib;
 pub mod rendezvous;
 pub mod watchdog;
