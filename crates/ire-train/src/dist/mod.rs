@@ -14,11 +14,13 @@
 //! buckets.rs    gradients as flat buckets in visiting order
 //! watchdog.rs   a collective that waits too long ends the job
 //! group.rs      what the loop calls: agree, mean_gradients, check_same
+//! check.rs      `ire bench allreduce`: known values summed, compared, timed
 //! ```
 //!
 //! `docs/distributed.md` has the launch recipes and what happens on each failure.
 
 pub mod buckets;
+pub mod check;
 pub mod connect;
 pub mod engine;
 pub mod group;

@@ -315,6 +315,21 @@ mod tests {
         assert_eq!(found.runtime_only.as_deref(), Some(odd.as_path()));
     }
 
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cudarc_is_asked_without_a_panic_and_never_opens_the_runtime_soname() {
+        let names = cudarc_candidates();
+        assert!(names.iter().any(|n| n == "libnccl.so"), "{names:?}");
+        assert!(!names.iter().any(|n| n == RUNTIME_SONAME), "{names:?}");
+        if let Err(e) = ensure_loadable() {
+            let e = e.to_string();
+            assert!(
+                e.contains("NCCL cannot be loaded") && e.contains("libnccl.so"),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn a_panic_in_cudarc_becomes_an_error() {
         let e = catch(&names(), || -> u8 { panic!("Missing symbol ncclFoo") })
