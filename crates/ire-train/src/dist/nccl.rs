@@ -243,6 +243,11 @@ impl<B: Backend> NcclEngine<B> {
     fn sum_fused(&self, tensor: FusedCuda) -> Result<FusedCuda, TrainError> {
         let client = tensor.client.clone();
         let cube = client.resolve_tensor_float::<Cube>(tensor);
+        // The fusion server may have launched the bucket's kernels from another thread's
+        // CubeCL stream: get_resource in sum_cube orders this thread's stream after it, and
+        // this sync (run by the fusion server) ends them outright.
+        <burn::backend::Cuda as Backend>::sync(&cube.device)
+            .map_err(|e| TrainError::Collective(format!("finishing the backward pass: {e:?}")))?;
         let summed = self.sum_cube(cube)?;
         Ok(register(&client, summed))
     }
