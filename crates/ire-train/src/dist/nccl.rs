@@ -133,6 +133,16 @@ impl<B: Backend> NcclEngine<B> {
         let Some(cuda) = (device as &dyn Any).downcast_ref::<CudaDevice>() else {
             return Err(not_cuda(&backend));
         };
+        if cuda.index != launch.local_rank {
+            // Fine where the launcher hides the other GPUs (CUDA_VISIBLE_DEVICES per rank);
+            // otherwise two ranks may share a GPU, which NCCL refuses ("Duplicate GPU").
+            tracing::warn!(
+                "rank {} (local rank {}) runs NCCL on cuda:{}, not cuda:LOCAL_RANK",
+                launch.rank,
+                launch.local_rank,
+                cuda.index
+            );
+        }
         nccl_lib::ensure_loadable()?;
         let candidates = nccl_lib::cudarc_candidates();
         let ctx = CudaContext::new(cuda.index).map_err(|e| cuda_failed("opening the device", e))?;
