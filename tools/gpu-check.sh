@@ -17,6 +17,11 @@
 #           the same seed in tools/gpu-check-reference.jsonl (written by `--write-reference` on a
 #           CPU build); largest |Δ loss| per optimizer
 #   tau     AdmIRE's exact threshold (k-th smallest of 10M values) on the device vs a host sort
+#   allreduce  `ire bench allreduce`: known values summed by NCCL in place on the device (1, 64 and
+#           256 MiB buckets), exact against the host sum, with the bandwidth; one process, and two
+#           under torchrun when nvidia-smi lists 2+ GPUs. First the NCCL library: cudarc opens
+#           libnccl.so, never libnccl.so.2 (all that libnccl2 and the pip wheel install), so a
+#           lone libnccl.so.2 is linked as libnccl.so in a temporary folder put on LD_LIBRARY_PATH
 #   step    `ire bench step` (AdmIRE and AdamW stepped alternately, K = 10: tokens/s, MFU, the
 #           AdmIRE/AdamW step-time ratio) and tools/bench_torch_train.py (transformers Llama, SDPA,
 #           fused AdamW, eager) on the 60m- and 229m-shaped models at the paper's micro-batches,
@@ -42,6 +47,7 @@ if [[ $DEVICE == cpu ]]; then
     LIMIT="${GPU_CHECK_LIMIT:-300}"
     BUDGET="${GPU_CHECK_BUDGET:-3600}"
     TAU_VALUES=200000
+    ALLREDUCE_MIB=1,4
     # shape name, ire preset args, torch shape args, micro-batch, seq, timed steps
     SHAPES=("tiny|--preset tiny --vocab 512|--hidden 256 --intermediate 688 --layers 4 --heads 4 --vocab 512 --untied|2|64|2")
     TORCH_DEVICE=cpu
@@ -50,6 +56,7 @@ else
     LIMIT="${GPU_CHECK_LIMIT:-90}"
     BUDGET="${GPU_CHECK_BUDGET:-450}"
     TAU_VALUES=10000000
+    ALLREDUCE_MIB=1,64,256
     SHAPES=(
         "60m|--preset 60m|--hidden 512 --intermediate 1376 --layers 8 --heads 8 --vocab 50304 --untied|40|150|10"
         "229m|--preset 229m|--hidden 768 --intermediate 3072 --layers 16 --heads 12 --vocab 50304 --untied|16|1024|6"
@@ -146,6 +153,82 @@ else
     failed tau '{}' "$(tail -3 "$OUT/tau.log")"
 fi
 
+# --- allreduce: NCCL in place on the device, one process and two --------------------------------
+# Where libnccl.so is (cudarc's name), else the first libnccl.so.2 on LD_LIBRARY_PATH, in ldconfig's
+# cache or in the pip wheel (nvidia/nccl/lib), linked as libnccl.so in a folder put first on
+# LD_LIBRARY_PATH (exported: run it in this shell, not in $(...)). Sets NCCL_LINE (a JSON line);
+# returns 1 when there is no NCCL at all.
+nccl_library() {
+    local dirs=() d so2="" wheel
+    IFS=':' read -r -a dirs <<<"${LD_LIBRARY_PATH:-}"
+    for d in "${dirs[@]}"; do
+        [[ -n $d ]] || continue
+        if [[ -e $d/libnccl.so ]]; then
+            NCCL_LINE="{\"check\": \"nccl_lib\", \"found\": \"$d/libnccl.so\"}"
+            return 0
+        fi
+        [[ -z $so2 && -e $d/libnccl.so.2 ]] && so2="$d/libnccl.so.2"
+    done
+    d=$(ldconfig -p 2>/dev/null | awk '$1 == "libnccl.so" {print $NF; exit}' || true)
+    if [[ -n $d ]]; then
+        NCCL_LINE="{\"check\": \"nccl_lib\", \"found\": \"$d\"}"
+        return 0
+    fi
+    [[ -n $so2 ]] || so2=$(ldconfig -p 2>/dev/null | awk '$1 == "libnccl.so.2" {print $NF; exit}' || true)
+    if [[ -z $so2 ]]; then
+        wheel=$("$PY" -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null || true)
+        [[ -n $wheel && -e $wheel/lib/libnccl.so.2 ]] && so2="$wheel/lib/libnccl.so.2"
+    fi
+    if [[ -z $so2 ]]; then
+        NCCL_LINE='{"check": "nccl_lib", "found": null, "error": "no libnccl.so or libnccl.so.2 (LD_LIBRARY_PATH, ldconfig, pip nvidia-nccl)"}'
+        return 1
+    fi
+    local link_dir
+    link_dir=$(mktemp -d)
+    ln -sf "$so2" "$link_dir/libnccl.so"
+    export LD_LIBRARY_PATH="$link_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "only $so2: linked it as $link_dir/libnccl.so, first on LD_LIBRARY_PATH" >&2
+    NCCL_LINE="{\"check\": \"nccl_lib\", \"found\": \"$so2\", \"linked\": \"$link_dir/libnccl.so\"}"
+}
+# `ire bench allreduce` in $1 processes (1: plainly; 2: torchrun, one GPU each): rank 0's JSON
+# line (kept also when the sums were wrong: its "ok" is false then).
+allreduce() {
+    local procs=$1 limit line status=0 log="$OUT/allreduce-$1.log"
+    if ! limit=$(part_limit); then
+        failed allreduce "{\"processes\": $procs}" "skipped: the check's time budget is spent"
+        return
+    fi
+    local cmd=("$IRE" bench allreduce --sizes-mib "$ALLREDUCE_MIB" --reps 5)
+    if [[ $procs == 1 ]]; then
+        cmd+=(--device "$DEVICE")
+    else
+        cmd=("$PY" -m torch.distributed.run --nproc-per-node "$procs" --no-python "${cmd[@]}")
+    fi
+    line=$(timeout "$limit" "${cmd[@]}" 2>"$log" | grep '^{' | tail -1) || status=$?
+    if [[ -n $line ]] && { ((status == 0)) || [[ $line == *'"ok":false'* ]]; }; then
+        emit "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(processes=int(sys.argv[2])); print(json.dumps(d))' "$line" "$procs")"
+    else
+        failed allreduce "{\"processes\": $procs}" "exit status $status: $(tail -3 "$log")"
+    fi
+}
+if [[ $DEVICE != cpu ]]; then
+    NCCL_LINE=""
+    if nccl_library; then
+        emit "$NCCL_LINE"
+        allreduce 1
+        gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+        if ((${gpus:-0} >= 2)) && "$PY" -c 'import torch.distributed.run' 2>/dev/null; then
+            allreduce 2
+        else
+            emit "{\"check\": \"allreduce\", \"processes\": 2, \"skipped\": \"${gpus:-0} GPU(s) or no torchrun: NCCL needs one GPU per rank\"}"
+        fi
+    else
+        emit "$NCCL_LINE"
+    fi
+else
+    allreduce 1 # the in-process engine of the CPU build: the check itself cannot rot
+fi
+
 # --- step: ire and PyTorch throughput on the paper's shapes --------------------------------------
 torch_ok=$("$PY" -c 'import torch, transformers; print(1)' 2>/dev/null || echo 0)
 for spec in "${SHAPES[@]}"; do
@@ -205,6 +288,17 @@ for r in rows:
         print("tau: " + (f"device {r['tau_device']:.9g} vs host {r['tau_host']:.9g} "
               f"{'exact' if r['exact'] else 'DIFFERENT'} ({r['values']} values, {r['device_s']:.3f} s)"
               if "error" not in r else f"ERROR {r['error']}"))
+    elif r["check"] == "nccl_lib":
+        print(f"nccl library: {r.get('found')}" + (f" (linked as {r['linked']})" if r.get("linked") else "")
+              + (f" ERROR {r['error']}" if "error" in r else ""))
+    elif r["check"] == "allreduce":
+        head = f"allreduce{' ' + r['engine'] if 'engine' in r else ''} x{r.get('processes')}:"
+        if "skipped" in r or "error" in r:
+            print(f"{head} {'skipped: ' + r['skipped'] if 'skipped' in r else 'ERROR ' + r['error']}")
+        else:
+            sizes = ", ".join(f"{s['bytes'] >> 20} MiB {s['algbw_gb_s']:.1f} GB/s" if s.get("algbw_gb_s") is not None
+                              else f"{s['bytes'] >> 20} MiB" for s in r["sizes"])
+            print(f"{head} {sizes} (algorithmic bandwidth) {'exact' if r['ok'] else 'WRONG SUMS'}")
 print(f"\n{'shape':<6} {'prec':<5} {'ire tok/s':>10} {'torch tok/s':>12} {'ire/torch':>9} {'ire MFU':>8} "
       f"{'AdmIRE/AdamW':>13} {'ire GiB':>8} {'torch GiB':>9}")
 steps = [r for r in rows if r["check"] == "step"]

@@ -1,11 +1,14 @@
 //! `ire bench`: dataset-free measurements on this binary's backend (the CPU, or the GPU of a
 //! CUDA build), each printed as one JSON line: `step` times the training step of a Llama shape,
-//! `tau` checks AdmIRE's exact threshold on the device against a host sort. `tools/gpu-check.sh`
-//! runs both on a lent GPU next to PyTorch.
+//! `tau` checks AdmIRE's exact threshold on the device against a host sort, `allreduce` sums
+//! known values through a collective engine (NCCL on the CUDA build) and checks them.
+//! `tools/gpu-check.sh` runs them on a lent GPU next to PyTorch.
 
 use anyhow::{bail, Context};
 use ire_llama::{LlamaConfig, Precision};
 use ire_train::bench::{step_bench, tau_check, BenchOptim, StepBench};
+use ire_train::dist::{self, check::allreduce_check, Launch, Rank};
+use ire_train::{DistSection, EngineKind};
 
 /// Arguments of `ire bench`.
 #[derive(clap::Args, Debug)]
@@ -20,6 +23,32 @@ enum What {
     Step(StepArgs),
     /// The exact k-th smallest (AdmIRE's τ) of N values on the device vs a host sort.
     Tau(TauArgs),
+    /// Known values summed over the launcher's processes (NCCL on the CUDA build), checked
+    /// against the host sum and timed; exits non-zero on a mismatch. One process alone, or
+    /// under torchrun / mpirun / srun.
+    Allreduce(AllreduceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AllreduceArgs {
+    /// Bucket sizes in MiB.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
+    sizes_mib: Vec<usize>,
+    /// Timed sums per size (after the checked one).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// auto, local, mpi or nccl (default: nccl on the CUDA build, auto on the CPU build).
+    #[arg(long, default_value = default_engine())]
+    engine: String,
+    /// Device; default cuda:LOCAL_RANK on the CUDA build, cpu on the CPU build.
+    #[arg(long)]
+    device: Option<String>,
+    /// Seconds the ranks wait for each other at the rendezvous.
+    #[arg(long, default_value_t = 120)]
+    timeout_s: u64,
+    /// Rendezvous port (default MASTER_PORT + 1).
+    #[arg(long)]
+    rendezvous_port: Option<u16>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +98,14 @@ struct TauArgs {
     device: String,
 }
 
+fn default_engine() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "nccl"
+    } else {
+        "auto"
+    }
+}
+
 fn default_device() -> &'static str {
     if cfg!(feature = "cuda") {
         "cuda:0"
@@ -87,8 +124,54 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             out["device"] = a.device.into();
             out
         }
+        What::Allreduce(a) => return allreduce(a),
     };
     println!("{line}");
+    Ok(())
+}
+
+/// `ire bench allreduce`: joins the engine as the launcher says, checks, prints rank 0's line.
+fn allreduce(a: AllreduceArgs) -> anyhow::Result<()> {
+    let asked = match a.engine.as_str() {
+        "auto" => EngineKind::Auto,
+        "local" => EngineKind::Local,
+        "mpi" => EngineKind::Mpi,
+        "nccl" => EngineKind::Nccl,
+        other => bail!("--engine {other}: expected auto, local, mpi or nccl"),
+    };
+    let launch = Launch::from_env()?;
+    let name = a.device.unwrap_or_else(|| match cfg!(feature = "cuda") {
+        true => format!("cuda:{}", launch.local_rank),
+        false => "cpu".into(),
+    });
+    let device = one_device(&name)?;
+    let kind = dist::resolve_engine(asked, &launch, 1, cfg!(feature = "cuda"))?;
+    let settings = DistSection {
+        engine: kind,
+        timeout_s: a.timeout_s,
+        rendezvous_port: a.rendezvous_port,
+        processes: launch.world,
+        ..DistSection::default()
+    };
+    let rank = Rank {
+        index: launch.rank,
+        world: launch.world,
+    };
+    let engine = dist::connect::<crate::backend::Backend>(kind, &launch, rank, &settings, &device)?;
+    let sizes: Vec<usize> = a.sizes_mib.iter().map(|m| m << 20).collect();
+    let mut out = allreduce_check(engine.as_ref(), &device, &sizes, a.reps)?;
+    engine.finish()?;
+    out["device"] = name.into();
+    out["launcher"] = launch.launcher.to_string().into();
+    if rank.is_main() {
+        println!("{out}");
+    }
+    if out["ok"] != serde_json::Value::Bool(true) {
+        bail!(
+            "the all-reduce gave wrong sums (rank {}): {out}",
+            rank.index
+        );
+    }
     Ok(())
 }
 

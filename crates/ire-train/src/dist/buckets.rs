@@ -102,7 +102,7 @@ pub fn mean_gradients<B: TrainBackend>(
         let mean = sum(joined)?.mul_scalar(scale);
         let mut at = 0;
         for n in lens {
-            reduced.push(mean.clone().slice([at..at + n]));
+            reduced.push(mean.clone().narrow(0, at, n));
             at += n;
         }
     }

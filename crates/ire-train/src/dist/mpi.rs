@@ -6,6 +6,9 @@
 //! A rank that dies makes the launcher end the job (mpirun kills the others and exits
 //! non-zero); a rank that hangs is caught by the collective watchdog, which calls
 //! `MPI_Abort`.
+//!
+//! [`broadcast_from_rank_0`] is the NCCL engine's rendezvous under mpirun: MPI carries the
+//! NCCL id (MPI is initialized once per process, by one engine or the other).
 
 use std::sync::Arc;
 
@@ -38,17 +41,7 @@ impl<B: Backend> MpiEngine<B> {
             ));
         };
         let world = universe.world();
-        let rank = Rank {
-            index: world.rank() as usize,
-            world: world.size() as usize,
-        };
-        if (rank.index, rank.world) != (launch.rank, launch.world) {
-            return Err(TrainError::Collective(format!(
-                "MPI sees rank {} of {}, but the {} environment says rank {} of {}: start the job \
-                 with mpirun (or srun --mpi=pmix), or use dist.engine = \"nccl\" under torchrun",
-                rank.index, rank.world, launch.launcher, launch.rank, launch.world
-            )));
-        }
+        let rank = same_world(&world, launch)?;
         Ok(Self {
             world,
             rank,
@@ -65,6 +58,41 @@ impl<B: Backend> MpiEngine<B> {
         }
         out
     }
+}
+
+/// This process's place in MPI's world, checked against the launcher's.
+fn same_world(world: &SimpleCommunicator, launch: &Launch) -> Result<Rank, TrainError> {
+    let rank = Rank {
+        index: world.rank() as usize,
+        world: world.size() as usize,
+    };
+    if (rank.index, rank.world) != (launch.rank, launch.world) {
+        return Err(TrainError::Collective(format!(
+            "MPI sees rank {} of {}, but the {} environment says rank {} of {}: start the job \
+             with mpirun (or srun --mpi=pmix), or use dist.engine = \"nccl\" under torchrun",
+            rank.index, rank.world, launch.launcher, launch.rank, launch.world
+        )));
+    }
+    Ok(rank)
+}
+
+/// Rank 0's `bytes` (a fixed-size id) on every rank of MPI's world: initializes MPI, checks
+/// that its world is the launcher's and broadcasts. The universe keeps MPI initialized until
+/// it is dropped (it finalizes MPI then).
+pub fn broadcast_from_rank_0<const N: usize>(
+    launch: &Launch,
+    bytes: &[u8; N],
+) -> Result<(Universe, [u8; N]), TrainError> {
+    let Some(universe) = mpi::initialize() else {
+        return Err(TrainError::Collective(
+            "MPI was already initialized in this process".into(),
+        ));
+    };
+    let world = universe.world();
+    same_world(&world, launch)?;
+    let mut buf = *bytes;
+    world.process_at_rank(0).broadcast_into(&mut buf[..]);
+    Ok((universe, buf))
 }
 
 impl<B: Backend> Engine<B> for MpiEngine<B> {
