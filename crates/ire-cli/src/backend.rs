@@ -67,17 +67,21 @@ fn parse_device(name: &str) -> anyhow::Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn parse_device(name: &str) -> anyhow::Result<Device> {
-    match name
-        .strip_prefix("cuda:")
-        .and_then(|i| i.parse::<usize>().ok())
-    {
+    // `"cuda"` is `cuda:0` (and, under a launcher, `cuda:LOCAL_RANK`: see `process_devices`).
+    let index = match name {
+        "cuda" => Some(0),
+        _ => name
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok()),
+    };
+    match index {
         Some(i) => {
             let device = burn::backend::cuda::CudaDevice::new(i);
             probe(name, i, &device)?;
             Ok(device)
         }
         None => {
-            bail!("run.devices: `{name}` is not a device of this CUDA build; expected \"cuda:N\"")
+            bail!("run.devices: `{name}` is not a device of this CUDA build; expected \"cuda:N\" (or \"cuda\")")
         }
     }
 }
