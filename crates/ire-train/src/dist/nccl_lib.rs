@@ -6,7 +6,7 @@
 //! `libnccl.so*` in the places the dynamic loader and pip use ([`search_dirs`]) and turns what
 //! it finds into one error that says what to do ([`missing_message`]).
 //!
-//! The search is plain file-system work, tested on any machine; only [`ensure_loadable`]
+//! The search is plain file-system work, tested on any machine; only `ensure_loadable`
 //! (which asks cudarc itself) needs the `cuda` feature.
 
 use std::path::{Path, PathBuf};
