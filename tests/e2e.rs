@@ -262,6 +262,10 @@ fn sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_status() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("stopped after"), "{stdout}");
+    assert!(
+        stdout.contains("continue with: ire train --resume runs/tiny-adamw"),
+        "{stdout}"
+    );
     let steps: usize = stdout
         .split("stopped after ")
         .nth(1)
@@ -562,7 +566,10 @@ fn a_second_job_on_a_run_directory_in_use_is_refused_and_a_dead_jobs_lock_is_tak
             err.contains("delete runs/tiny-adamw/run.lock"),
             "{what}: {err}"
         );
-        assert!(!err.contains("delete the directory"), "{what}: {err}");
+        assert!(
+            !err.contains("delete the directory") && !err.contains("nothing to resume"),
+            "{what}: {err}"
+        );
     }
     drop(paused);
     let out = wait_within(first, 300);

@@ -300,7 +300,10 @@ fn a_second_job_on_a_run_in_use_is_refused_and_sigterm_stops_every_rank_with_one
         log.contains("another ire train job (pid") && log.contains("is using this run directory"),
         "{log}"
     );
-    assert!(!log.contains("delete the directory"), "{log}");
+    assert!(
+        !log.contains("nothing to resume") && !log.contains("delete the directory"),
+        "{log}"
+    );
     // The scheduler's SIGTERM to every rank (as Slurm signals every task): one checkpoint, and
     // every rank exits 75, so mpirun does.
     let ranks = Command::new("pgrep")

@@ -69,27 +69,43 @@ fn starting_point(cfg: &RunConfig, opts: &TrainOptions) -> Result<Start, TrainEr
     let run_dir = &cfg.run.dir;
     if !opts.resume {
         let existing = checkpoint::list_checkpoints(run_dir)?;
-        if !existing.is_empty() || run_dir.join("metrics.jsonl").exists() {
+        if !existing.is_empty() {
             return Err(TrainError::checkpoint(
                 run_dir,
-                "this run directory already holds a run; resume it with `ire train --resume DIR`, \
-                 or choose another `run.dir` (e.g. --set run.dir=runs/other)",
+                format!(
+                    "this run directory already holds a run; continue it with `ire train --resume {}`, \
+                     or choose another `run.dir` (e.g. --set run.dir=runs/other)",
+                    run_dir.display()
+                ),
             ));
+        }
+        if run_dir.join("metrics.jsonl").exists() {
+            return Err(no_checkpoint(run_dir));
         }
         return Ok(None);
     }
     checkpoint::clean_stale(run_dir)?;
     let Some((_, dir)) = checkpoint::newest_good(run_dir)? else {
-        return Err(TrainError::checkpoint(
-            run_dir,
-            "no checkpoint to resume from (checkpoints/step-*/ is empty); to start this run over, \
-             delete the directory (or train into another run.dir)",
-        ));
+        return Err(no_checkpoint(run_dir));
     };
     let state = checkpoint::read_state(&dir)?;
     let saved = RunConfig::load(&dir.join(checkpoint::RUN_CONFIG_FILE), &[])?;
     resume::check_compatible(&dir, &saved, cfg, &opts.allow_changes)?;
     Ok(Some((dir, state)))
+}
+
+/// The one answer, fresh or `--resume`, for a run directory whose run stopped before its first
+/// checkpoint (this job holds its lock, so no other job is using it).
+fn no_checkpoint(run_dir: &Path) -> TrainError {
+    TrainError::checkpoint(
+        run_dir,
+        format!(
+            "this run stopped before its first checkpoint (checkpoints/step-*/ is empty): there is \
+             nothing to resume; to start it over, delete {} (or choose another `run.dir`, e.g. \
+             --set run.dir=runs/other)",
+            run_dir.display()
+        ),
+    )
 }
 
 /// The start chosen by the main rank, read by another rank from the checkpoint folder it

@@ -339,7 +339,10 @@ fn a_second_job_on_a_run_directory_in_use_is_refused_naming_the_holder() {
         ] {
             assert!(msg.contains(part.as_str()), "{part:?} not in {msg}");
         }
-        assert!(!msg.contains("delete the directory"), "{msg}");
+        assert!(
+            !msg.contains("delete the directory") && !msg.contains("nothing to resume"),
+            "{msg}"
+        );
         // Refused before anything was read or written: no config, no data, no metrics.
         assert_eq!(names(&run), before);
         assert!(!tmp.path().join("data").exists());

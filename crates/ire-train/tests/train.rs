@@ -152,8 +152,45 @@ fn an_existing_run_directory_is_never_overwritten() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("--resume"), "{err}");
+    let command = format!("ire train --resume {}", run.display());
+    assert!(err.contains(&command), "the exact command: {err}");
     assert_eq!(before, std::fs::read(run.join("metrics.jsonl")).unwrap());
+}
+
+#[test]
+fn a_run_without_a_checkpoint_gets_one_answer_from_train_and_from_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let data = tmp.path().join("data");
+    // What a job killed before its first checkpoint leaves: the metrics of its first steps.
+    std::fs::create_dir_all(&run).unwrap();
+    let line = r#"{"split":"train","step":1,"tokens":64,"loss":5.0,"lr":0.0,"grad_norm":1.0}"#;
+    std::fs::write(run.join("metrics.jsonl"), format!("{line}\n")).unwrap();
+    let answers: Vec<String> = [false, true]
+        .into_iter()
+        .map(|resume| {
+            train::<B>(
+                config(&run, &data, "adamw", 2, 1, 2),
+                devices(1),
+                opts(resume, None),
+                peak(),
+            )
+            .unwrap_err()
+            .to_string()
+        })
+        .collect();
+    assert_eq!(answers[0], answers[1], "train and --resume disagree");
+    let delete = format!("delete {}", run.display());
+    assert!(
+        answers[0].contains("stopped before its first checkpoint") && answers[0].contains(&delete),
+        "{}",
+        answers[0]
+    );
+    assert!(
+        !answers[0].contains("--resume"),
+        "nothing to resume: {}",
+        answers[0]
+    );
 }
 
 #[test]

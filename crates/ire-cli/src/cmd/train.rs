@@ -95,9 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         fmt(summary.val_loss),
         summary
             .checkpoint
+            .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "-".into()),
         run_dir.join("metrics.jsonl").display()
     );
+    if summary.interrupted && summary.checkpoint.is_some() {
+        println!("continue with: ire train --resume {}", run_dir.display());
+    }
     Ok(exit)
 }
