@@ -239,16 +239,8 @@ fn sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_status() {
         .spawn()
         .unwrap();
     let metrics = cwd.join("runs/tiny-adamw/metrics.jsonl");
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-        < 2
-    {
-        assert!(started.elapsed().as_secs() < 120, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // SIGTERM, what a scheduler sends first, like Ctrl-C (SIGINT).
+    wait_for_lines(&metrics, 2, 120); // training started
+                                      // SIGTERM, what a scheduler sends first, like Ctrl-C (SIGINT).
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -266,15 +258,7 @@ fn sigterm_writes_a_checkpoint_and_exits_with_the_interrupted_status() {
         stdout.contains("continue with: ire train --resume runs/tiny-adamw"),
         "{stdout}"
     );
-    let steps: usize = stdout
-        .split("stopped after ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let steps = stopped_after(&stdout);
     let ckpt = cwd.join(format!("runs/tiny-adamw/checkpoints/step-{steps:06}"));
     assert!(
         ckpt.join("trainer_state.json").exists(),

@@ -277,16 +277,8 @@ fn a_second_job_on_a_run_in_use_is_refused_and_sigterm_stops_every_rank_with_one
     );
     let first = mpirun(2, &strs(&long), cwd, &[]);
     let metrics = cwd.join("runs/live/metrics.jsonl");
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-        < 2
-    {
-        assert!(started.elapsed().as_secs() < 120, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // A second job (a Slurm requeue while the first still runs) is refused by name.
+    wait_for_lines(&metrics, 2, 120); // training started
+                                      // A second job (a Slurm requeue while the first still runs) is refused by name.
     let second = mpirun(
         2,
         &["train", "--resume", "runs/live", "--no-progress"],
@@ -330,12 +322,7 @@ fn a_second_job_on_a_run_in_use_is_refused_and_sigterm_stops_every_rank_with_one
         stderr(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let steps: usize = stdout
-        .split("stopped after ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let steps = stopped_after(&stdout);
     let ckpt = cwd.join(format!(
         "runs/live/checkpoints/step-{steps:06}/trainer_state.json"
     ));

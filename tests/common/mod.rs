@@ -97,6 +97,33 @@ pub fn wait_for(path: &Path, secs: u64) {
     }
 }
 
+/// Waits until `path` holds at least `lines` lines (a run has started), at most `secs` seconds.
+pub fn wait_for_lines(path: &Path, lines: usize, secs: u64) {
+    let started = Instant::now();
+    while std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < lines
+    {
+        assert!(
+            started.elapsed().as_secs() < secs,
+            "{} did not reach {lines} lines within {secs} s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The step count of `ire train`'s `stopped after N steps` line in `stdout`.
+pub fn stopped_after(stdout: &str) -> usize {
+    stdout
+        .split("stopped after ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no `stopped after N steps` line: {stdout}"))
+}
+
 /// A metrics file without its timings, parsed (so equal means equal to the last bit).
 pub fn metric_values(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
