@@ -17,50 +17,32 @@ use crate::TrainError;
 
 type Inner<B> = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
 
-/// Takes every gradient out of `grads`, flat, in visiting order.
+/// Takes every gradient out of `grads`, flat, with its parameter's id, in visiting order.
 struct Take<'a, B: TrainBackend> {
     grads: &'a mut GradientsParams,
-    out: Vec<Tensor<Inner<B>, 1>>,
+    out: Vec<(ParamId, Tensor<Inner<B>, 1>)>,
 }
 
 impl<B: TrainBackend> ModuleVisitor<B> for Take<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<Inner<B>, D>(param.id) {
             let n = g.shape().num_elements();
-            self.out.push(g.reshape([n]));
+            self.out.push((param.id, g.reshape([n])));
         }
     }
 }
 
 /// Puts reduced flat gradients back, in the same order, with each parameter's shape.
-struct Give<'a, B: TrainBackend> {
-    had: &'a [ParamId],
-    flats: std::vec::IntoIter<Tensor<Inner<B>, 1>>,
+struct Give<B: TrainBackend> {
+    flats: std::iter::Peekable<std::vec::IntoIter<(ParamId, Tensor<Inner<B>, 1>)>>,
     grads: GradientsParams,
 }
 
-impl<B: TrainBackend> ModuleVisitor<B> for Give<'_, B> {
+impl<B: TrainBackend> ModuleVisitor<B> for Give<B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if !self.had.contains(&param.id) {
-            return;
-        }
-        if let Some(flat) = self.flats.next() {
+        if let Some((_, flat)) = self.flats.next_if(|(id, _)| *id == param.id) {
             let dims: [usize; D] = param.val().dims();
             self.grads.register(param.id, flat.reshape(dims));
-        }
-    }
-}
-
-/// Ids of the parameters of `model` that have a gradient, in visiting order.
-struct Ids<'a> {
-    grads: &'a GradientsParams,
-    out: Vec<ParamId>,
-}
-
-impl<B: TrainBackend> ModuleVisitor<B> for Ids<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if self.grads.get::<Inner<B>, D>(param.id).is_some() {
-            self.out.push(param.id);
         }
     }
 }
@@ -74,41 +56,38 @@ pub fn mean_gradients<B: TrainBackend>(
     bucket_elems: usize,
     mut sum: impl FnMut(Tensor<Inner<B>, 1>) -> Result<Tensor<Inner<B>, 1>, TrainError>,
 ) -> Result<GradientsParams, TrainError> {
-    let mut ids = Ids {
-        grads: &grads,
-        out: Vec::new(),
-    };
-    model.visit(&mut ids);
-    let had = ids.out;
     let mut take = Take::<B> {
         grads: &mut grads,
         out: Vec::new(),
     };
     model.visit(&mut take);
-    let flats = take.out;
+    let (ids, flats): (Vec<ParamId>, Vec<_>) = take.out.into_iter().unzip();
     let scale = 1.0 / world as f64;
+    let lens: Vec<usize> = flats.iter().map(|f| f.dims()[0]).collect();
     let mut reduced = Vec::with_capacity(flats.len());
-    for bucket in plan(
-        &flats.iter().map(|f| f.dims()[0]).collect::<Vec<_>>(),
-        bucket_elems,
-    ) {
-        let parts: Vec<_> = flats[bucket.clone()].to_vec();
-        let lens: Vec<usize> = parts.iter().map(|p| p.dims()[0]).collect();
-        let joined = if parts.len() == 1 {
-            parts.into_iter().next().unwrap()
-        } else {
-            Tensor::cat(parts, 0)
+    // Each tensor is moved into its bucket (not cloned), so a one-parameter bucket is owned
+    // alone and an engine can reduce it in place.
+    let mut flats = flats.into_iter();
+    for bucket in plan(&lens, bucket_elems) {
+        let mut parts: Vec<_> = flats.by_ref().take(bucket.len()).collect();
+        let joined = match parts.len() {
+            1 => parts.remove(0),
+            _ => Tensor::cat(parts, 0),
         };
         let mean = sum(joined)?.mul_scalar(scale);
         let mut at = 0;
-        for n in lens {
+        for &n in &lens[bucket] {
             reduced.push(mean.clone().narrow(0, at, n));
             at += n;
         }
     }
     let mut give = Give::<B> {
-        had: &had,
-        flats: reduced.into_iter(),
+        flats: ids
+            .into_iter()
+            .zip(reduced)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .peekable(),
         grads,
     };
     model.visit(&mut give);
