@@ -276,6 +276,13 @@ pub struct MetricsSection {
     /// Peak FLOP/s of one device for the MFU estimate; by default 3e11 on CPU (2-core fp32 GEMM
     /// peak measured here) and 4.95e14 on CUDA (H100 TF32 dense).
     pub peak_flops: Option<f64>,
+    /// Also write the train and val scalars as TensorBoard event files in `RUN_DIR/tb/`.
+    #[serde(default = "yes")]
+    pub tensorboard: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for MetricsSection {
@@ -283,6 +290,7 @@ impl Default for MetricsSection {
         Self {
             log_interval: 1,
             peak_flops: None,
+            tensorboard: true,
         }
     }
 }

@@ -13,7 +13,7 @@
 //!   each [`phase`] run inside [`fault::run_phase`]), verified durable checkpoints
 //!   ([`checkpoint`]), resume checks ([`resume`]), signal handling ([`signals`]);
 //!   `docs/reliability.md` has the table.
-//! - [`metrics`]: `metrics.jsonl`; [`export`]: HF folders; [`memory`]: the expected peak per
+//! - [`metrics`]: `metrics.jsonl`; [`tensorboard`]: the same scalars as TensorBoard event files; [`export`]: HF folders; [`memory`]: the expected peak per
 //!   device; [`bench`](mod@bench): `ire bench` (the same step on fixed tokens).
 //!
 //! Analysis of finished runs (charts, seed groups, speed-ups, sharpness) is the `ire-lab`
@@ -41,6 +41,7 @@ mod run;
 mod setup;
 pub mod signals;
 pub mod step;
+pub mod tensorboard;
 mod trainer;
 
 pub use config::{

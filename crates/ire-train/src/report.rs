@@ -1,5 +1,6 @@
-//! Rank 0's record of a run: the `metrics.jsonl` lines (train and val), the console line after
-//! each evaluation, the progress bar, and when a train line is due.
+//! Rank 0's record of a run: the `metrics.jsonl` lines (train and val) and the same scalars in
+//! TensorBoard's `tb/` folder, the console line after each evaluation, the progress bar, and
+//! when a train line is due.
 
 use ire_optim::OptimName;
 
@@ -7,11 +8,13 @@ use crate::checkpoint::TrainerState;
 use crate::metrics::{MetricLine, MetricsWriter};
 use crate::run::Shared;
 use crate::step::Update;
+use crate::tensorboard::EventWriter;
 use crate::TrainError;
 
 /// Writes the run's metrics and draws its progress (rank 0 only).
 pub(crate) struct Reporter {
     metrics: MetricsWriter,
+    tensorboard: Option<EventWriter>,
     progress: Option<indicatif::ProgressBar>,
     log_interval: usize,
     tokens_per_step: u64,
@@ -25,6 +28,13 @@ impl Reporter {
     /// bar when asked for; `world` devices count towards the peak FLOP/s.
     pub fn open(shared: &Shared, world: usize, state: &TrainerState) -> Result<Self, TrainError> {
         let metrics = MetricsWriter::open(&shared.run_dir.join("metrics.jsonl"), Some(state.step))?;
+        let tensorboard = match shared.cfg.metrics.tensorboard {
+            true => Some(EventWriter::create(
+                &shared.run_dir.join("tb"),
+                state.step as u64 + 1,
+            )?),
+            false => None,
+        };
         let total = shared.schedule.total;
         let progress = shared
             .opts
@@ -32,6 +42,7 @@ impl Reporter {
             .then(|| progress_bar(total, state.step));
         Ok(Self {
             metrics,
+            tensorboard,
             progress,
             log_interval: shared.cfg.metrics.log_interval,
             tokens_per_step: shared.tokens_per_step(),
@@ -68,6 +79,7 @@ impl Reporter {
             kappa_t: self.is_admire.then_some(update.kappa_t),
         };
         self.metrics.write(&line)?;
+        self.scalars(&line)?;
         if let Some(pb) = &self.progress {
             pb.set_position(state.step as u64);
             pb.set_message(format!(
@@ -86,7 +98,7 @@ impl Reporter {
             tracing::warn!("step {step}: validation loss is {val_loss}");
         }
         tracing::info!("step {step}: train loss {train_loss:.4}, val loss {val_loss:.4}");
-        self.metrics.write(&MetricLine {
+        let line = MetricLine {
             split: "val".into(),
             step,
             tokens: state.tokens,
@@ -98,7 +110,33 @@ impl Reporter {
             wall_s: state.wall_s,
             mask_fraction: None,
             kappa_t: None,
-        })
+        };
+        self.metrics.write(&line)?;
+        self.scalars(&line)
+    }
+
+    /// The line's numbers as TensorBoard scalars tagged `split/field` (`train/loss`, `val/loss`,
+    /// `train/lr`, …), when TensorBoard output is on.
+    fn scalars(&mut self, line: &MetricLine) -> Result<(), TrainError> {
+        let Some(tb) = &mut self.tensorboard else {
+            return Ok(());
+        };
+        let split = line.split.as_str();
+        let fields = [
+            ("loss", Some(line.loss)),
+            ("lr", line.lr),
+            ("grad_norm", line.grad_norm),
+            ("tokens_per_s", line.tokens_per_s),
+            ("mfu", line.mfu),
+            ("mask_fraction", line.mask_fraction),
+            ("kappa_t", line.kappa_t),
+        ];
+        let tags: Vec<(String, f64)> = fields
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| (format!("{split}/{name}"), v)))
+            .collect();
+        let refs: Vec<(&str, f64)> = tags.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        tb.scalars(line.step as u64, &refs)
     }
 
     /// Clears the progress bar.
