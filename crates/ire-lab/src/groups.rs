@@ -369,6 +369,7 @@ mod tests {
             mfu: None,
             wall_s,
             mask_fraction: None,
+            mask: None,
             kappa_t: None,
         }
     }

@@ -98,6 +98,7 @@ fn compare_draws_charts_and_reports_the_speedup() {
         mfu: None,
         wall_s: 0.0,
         mask_fraction: None,
+        mask: None,
         kappa_t: None,
     };
     let b = RunCurves {

@@ -39,6 +39,7 @@ use crate::adamw::{AdamWParams, Moments};
 use crate::config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
 use crate::fused::{FusedUpdate, Step};
 use crate::grads::for_each_grad;
+use crate::mask_report::{mask_report, MaskReport};
 use crate::select::HForm;
 use crate::OptimError;
 
@@ -75,6 +76,8 @@ pub struct Optimizer<B: AutodiffBackend> {
     pub(crate) params: BTreeMap<String, ParamState<B::InnerBackend>>,
     pub(crate) masks: BTreeMap<String, Tensor<B::InnerBackend, 1, Bool>>,
     pub(crate) stats: Option<MaskStats>,
+    /// The diagnostics of the last refresh, until taken by [`Optimizer::take_mask_report`].
+    pub(crate) report: Option<MaskReport>,
     pub(crate) refreshes: u64,
     /// κ_t of the last step, 0 when it did not boost.
     pub(crate) applied_kappa: f64,
@@ -91,6 +94,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             params: BTreeMap::new(),
             masks: BTreeMap::new(),
             stats: None,
+            report: None,
             refreshes: 0,
             applied_kappa: 0.0,
         })
@@ -140,6 +144,12 @@ impl<B: AutodiffBackend> Optimizer<B> {
     /// Threshold and fraction of the last refresh, if any.
     pub fn mask_stats(&self) -> Option<MaskStats> {
         self.stats
+    }
+
+    /// The per-group diagnostics of the last mask refresh ([`MaskReport`]), once: `None` until
+    /// the next refresh after it was taken.
+    pub fn take_mask_report(&mut self) -> Option<MaskReport> {
+        self.report.take()
     }
 
     /// The κ_t the last [`Optimizer::step`] multiplied the flat coordinates' displacement by
@@ -247,6 +257,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             }
         }
         let (masks, stats) = build_masks(h, form, self.cfg.gamma, self.cfg.scope);
+        self.report = Some(mask_report(stats.threshold as f64, &masks, &self.masks));
         self.masks = masks;
         self.stats = Some(stats);
         self.refreshes += 1;

@@ -46,6 +46,11 @@ pub struct MetricLine {
     /// AdmIRE: the boost κ_t applied at this step (0 before the start step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kappa_t: Option<f64>,
+    /// AdmIRE, on the train line of a step that refreshed the mask: τ, the flat fraction per
+    /// parameter group and per layer, and the overlap with the previous refresh's flat set
+    /// ([`ire_optim::MaskReport`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<ire_optim::MaskReport>,
 }
 
 impl MetricLine {
@@ -218,6 +223,7 @@ mod tests {
             wall_s: 0.1 * step as f64,
             mask_fraction: None,
             kappa_t: None,
+            mask: None,
         }
     }
 

@@ -293,7 +293,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
             return Ok(());
         };
         let last = step == self.stop_at;
-        if reporter.due(step, last) {
+        if reporter.due(step, last) || update.mask_report.is_some() {
             reporter.train(&self.state, update, step_s)?;
         }
         let cfg = &self.shared.cfg;

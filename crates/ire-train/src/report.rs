@@ -77,6 +77,7 @@ impl Reporter {
             wall_s: state.wall_s,
             mask_fraction: update.mask.map(|m| m.fraction),
             kappa_t: self.is_admire.then_some(update.kappa_t),
+            mask: update.mask_report.clone(),
         };
         self.metrics.write(&line)?;
         self.scalars(&line)?;
@@ -110,6 +111,7 @@ impl Reporter {
             wall_s: state.wall_s,
             mask_fraction: None,
             kappa_t: None,
+            mask: None,
         };
         self.metrics.write(&line)?;
         self.scalars(&line)
@@ -131,10 +133,13 @@ impl Reporter {
             ("mask_fraction", line.mask_fraction),
             ("kappa_t", line.kappa_t),
         ];
-        let tags: Vec<(String, f64)> = fields
+        let mut tags: Vec<(String, f64)> = fields
             .into_iter()
             .filter_map(|(name, v)| v.map(|v| (format!("{split}/{name}"), v)))
             .collect();
+        if let Some(mask) = &line.mask {
+            tags.extend(mask_scalars(mask));
+        }
         let refs: Vec<(&str, f64)> = tags.iter().map(|(t, v)| (t.as_str(), *v)).collect();
         tb.scalars(line.step as u64, &refs)
     }
@@ -145,6 +150,21 @@ impl Reporter {
             pb.finish_and_clear();
         }
     }
+}
+
+/// A refresh's diagnostics as TensorBoard scalars: `mask/tau`, `mask/overlap`,
+/// `mask/flat/<group>` and `mask/layer/<i>`.
+fn mask_scalars(mask: &ire_optim::MaskReport) -> Vec<(String, f64)> {
+    let mut tags = vec![("mask/tau".to_string(), mask.tau)];
+    tags.extend(mask.overlap.map(|o| ("mask/overlap".to_string(), o)));
+    tags.extend(
+        mask.flat
+            .iter()
+            .map(|(g, f)| (format!("mask/flat/{g}"), *f)),
+    );
+    let layers = mask.layers.iter().enumerate();
+    tags.extend(layers.map(|(i, f)| (format!("mask/layer/{i}"), *f)));
+    tags
 }
 
 fn progress_bar(total: usize, at: usize) -> indicatif::ProgressBar {

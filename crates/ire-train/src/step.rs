@@ -65,7 +65,8 @@ use burn::prelude::*;
 use ire_data::Batch;
 use ire_llama::Llama;
 use ire_optim::{
-    clip_global_norm, global_grad_norm, gnb_gradients, MaskStats, Optimizer, TrainBackend,
+    clip_global_norm, global_grad_norm, gnb_gradients, MaskReport, MaskStats, Optimizer,
+    TrainBackend,
 };
 
 use crate::guard::Guard;
@@ -97,7 +98,7 @@ pub struct UpdateSettings {
 }
 
 /// What [`apply_update`] did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Update {
     /// The step (1-based) this update completes.
     pub step: usize,
@@ -113,6 +114,8 @@ pub struct Update {
     pub applied: bool,
     /// The current mask's threshold and fraction (AdmIRE after its first refresh).
     pub mask: Option<MaskStats>,
+    /// The per-group diagnostics of the mask refresh this step did (AdmIRE, refresh steps).
+    pub mask_report: Option<MaskReport>,
 }
 
 /// A prepared batch as tensors on `device`.
@@ -203,6 +206,7 @@ pub fn apply_update<B: TrainBackend>(
         kappa_t: if applied { optim.applied_kappa() } else { 0.0 },
         applied,
         mask: optim.mask_stats(),
+        mask_report: optim.take_mask_report(),
     };
     Ok((model, update))
 }
