@@ -697,3 +697,24 @@ fn a_second_job_on_a_run_directory_in_use_is_refused_and_a_dead_jobs_lock_is_tak
     assert_eq!(train_steps(&metrics), [1, 2, 3, 4, 5, 6]);
     assert!(!lock.exists());
 }
+
+#[test]
+fn repro_status_without_runs_says_so_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let out = Command::new("bash")
+        .arg(repo().join("tools/repro.sh"))
+        .arg("status")
+        .env("IRE", env!("CARGO_BIN_EXE_ire"))
+        .env("REPRO_DIR", &runs)
+        .env("REPRO_RESULTS", tmp.path().join("results"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out),
+        format!(
+            "[repro] no runs in {} yet (tools/repro.sh starts them)\n",
+            runs.display()
+        )
+    );
+}
