@@ -131,7 +131,7 @@ fn register_font() {
 }
 
 /// Draws `loss_vs_{steps,tokens,wall}.{png,svg}` into `out_dir`: per group its mean training
-/// curve (dashed), mean validation curve (thick, with points) and, for several seeds, the
+/// curve (dashed, smoothed when long), mean validation curve (thick, with points) and, for several seeds, the
 /// min–max band of the validation losses; returns the files written.
 pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, LabError> {
     register_font();
@@ -310,25 +310,13 @@ fn draw_chart<DB: DrawingBackend>(
                 )))
                 .map_err(err)?;
         }
-        // Train: dashed, thinner and lighter than val but readable beside it.
-        let train_style = color.mix(0.7).stroke_width(2);
-        chart
-            .draw_series(DashedLineSeries::new(
-                train.iter().filter(finite).map(xy).collect::<Vec<_>>(),
-                8,
-                5,
-                train_style,
-            ))
-            .map_err(err)?
-            .label(format!("{} train{seeds}", g.name))
-            .legend(move |(x, y)| {
-                plotters::element::DashedPathElement::new(
-                    vec![(x, y), (x + 18, y)],
-                    5,
-                    3,
-                    train_style,
-                )
-            });
+        let train: Vec<(f64, f64)> = train.iter().filter(finite).map(xy).collect();
+        draw_train(
+            &mut chart,
+            &train,
+            color,
+            &format!("{} train{seeds}", g.name),
+        )?;
         let points: Vec<(f64, f64)> = val.iter().filter(finite).map(xy).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
@@ -346,6 +334,50 @@ fn draw_chart<DB: DrawingBackend>(
             .map_err(err)?;
     }
     finish(chart, &area)
+}
+
+/// Most points a training curve is drawn with: a longer log is averaged over consecutive
+/// windows, so that a noisy per-step loss reads as a curve beside the validation losses.
+const TRAIN_POINTS: usize = 100;
+
+/// `points` averaged (x and y) over consecutive windows of `w` points, `w` the smallest that
+/// leaves at most `max_points`; returns the means and `w`.
+pub fn window_means(points: &[(f64, f64)], max_points: usize) -> (Vec<(f64, f64)>, usize) {
+    let w = points.len().div_ceil(max_points.max(1)).max(1);
+    let means = points
+        .chunks(w)
+        .map(|c| {
+            let n = c.len() as f64;
+            let x = c.iter().map(|p| p.0).sum::<f64>() / n;
+            (x, c.iter().map(|p| p.1).sum::<f64>() / n)
+        })
+        .collect();
+    (means, w)
+}
+
+/// A group's training curve: dashed, lighter and thinner than its validation curve but
+/// readable beside it; averaged over windows when long ([`window_means`]), as its label says.
+fn draw_train<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    train: &[(f64, f64)],
+    color: RGBAColor,
+    label: &str,
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (points, w) = window_means(train, TRAIN_POINTS);
+    let label = match w {
+        1 => label.to_string(),
+        w => format!("{label}, smoothed over {w} logs"),
+    };
+    let style = color.mix(0.75).stroke_width(2);
+    chart
+        .draw_series(DashedLineSeries::new(points, 8, 5, style))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| {
+            plotters::element::DashedPathElement::new(vec![(x, y), (x + 18, y)], 5, 3, style)
+        });
+    Ok(())
 }
 
 /// The largest x, and the smallest and largest finite loss (0..1 when there is none).
@@ -420,6 +452,16 @@ mod tests {
             (XAxis::Wall.tick(2.5), XAxis::Wall.tick(40.0)),
             ("2.5".into(), "40".into())
         );
+    }
+
+    #[test]
+    fn long_train_curves_are_averaged_over_windows() {
+        let pts: Vec<(f64, f64)> = (1..=7).map(|s| (s as f64, s as f64 * 2.0)).collect();
+        let (means, w) = window_means(&pts, 3);
+        assert_eq!(w, 3);
+        assert_eq!(means, vec![(2.0, 4.0), (5.0, 10.0), (7.0, 14.0)]);
+        assert_eq!(window_means(&pts, 100), (pts.clone(), 1));
+        assert_eq!(window_means(&[], 100), (vec![], 1));
     }
 
     #[test]
