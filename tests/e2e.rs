@@ -141,6 +141,118 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && err.contains("[3, 6]"), "{err}");
 
+    // `ire sample --model RUN`: the run's newest checkpoint, named in the log.
+    let from_run = ire(
+        &[
+            "sample",
+            "--model",
+            "runs/tiny-admire",
+            "--prompt",
+            "The state of the",
+            "--seed",
+            "3",
+            "--max-new-tokens",
+            "12",
+        ],
+        cwd,
+    );
+    assert_eq!(
+        ok(&from_run),
+        a,
+        "the run folder samples like its step-6 checkpoint"
+    );
+    let log = String::from_utf8_lossy(&from_run.stderr);
+    assert!(
+        log.contains("newest checkpoint") && log.contains("step-000006"),
+        "{log}"
+    );
+    // A missing folder is named as missing (not as a missing tokenizer).
+    let missing = ire(&["sample", "--model", "no-such-run", "--prompt", "x"], cwd);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        !missing.status.success()
+            && err.contains("--model no-such-run: no such folder")
+            && !err.contains("tokenizer"),
+        "{err}"
+    );
+    // Past the context (256 positions): refused, naming the flag and the largest value.
+    let long = ire(
+        &[
+            "sample",
+            "--model",
+            "exported",
+            "--prompt",
+            "The state of the",
+            "--max-new-tokens",
+            "1000",
+        ],
+        cwd,
+    );
+    let err = String::from_utf8_lossy(&long.stderr);
+    assert!(
+        !long.status.success() && err.contains("--max-new-tokens 1000"),
+        "{err}"
+    );
+    let number_after = |text: &str| -> usize {
+        let rest = err
+            .split(text)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no `{text}`: {err}"));
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (prompt, largest) = (
+        number_after("the prompt's "),
+        number_after("allowed here is "),
+    );
+    assert!(
+        err.contains("context of 256 positions") && prompt + largest == 256,
+        "{err}"
+    );
+    let at_most = largest.to_string();
+    let fits = [
+        "sample",
+        "--model",
+        "exported",
+        "--prompt",
+        "The state of the",
+        "--max-new-tokens",
+    ];
+    ok(&ire(&[&fits[..], &[at_most.as_str()]].concat(), cwd));
+
+    // `ire compare` of one run given twice (two spellings): one run, a warning, no ± on its loss.
+    let cmp = ire(
+        &[
+            "compare",
+            "runs/tiny-admire",
+            "./runs/tiny-admire/",
+            "--out",
+            "cmp",
+        ],
+        cwd,
+    );
+    let table = ok(&cmp);
+    let log = String::from_utf8_lossy(&cmp.stderr);
+    assert!(log.contains("given again; counted once"), "{log}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| tiny-admire |"))
+        .unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[2], "1", "one run: {row}");
+    assert!(
+        !cells[4].contains('±') && cells[10].contains("(probe s.e., step 6)"),
+        "{row}"
+    );
+    let written = std::fs::read_to_string(cwd.join("cmp/table.md")).unwrap();
+    assert!(
+        written.contains("\nColumns:\n") && written.contains("`probe s.e.`"),
+        "{written}"
+    );
+
     // A second train into the same directory refuses; --resume continues from the checkpoint.
     let again = ire(&args, cwd);
     assert!(!again.status.success());
@@ -584,4 +696,25 @@ fn a_second_job_on_a_run_directory_in_use_is_refused_and_a_dead_jobs_lock_is_tak
     );
     assert_eq!(train_steps(&metrics), [1, 2, 3, 4, 5, 6]);
     assert!(!lock.exists());
+}
+
+#[test]
+fn repro_status_without_runs_says_so_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let out = Command::new("bash")
+        .arg(repo().join("tools/repro.sh"))
+        .arg("status")
+        .env("IRE", env!("CARGO_BIN_EXE_ire"))
+        .env("REPRO_DIR", &runs)
+        .env("REPRO_RESULTS", tmp.path().join("results"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out),
+        format!(
+            "[repro] no runs in {} yet (tools/repro.sh starts them)\n",
+            runs.display()
+        )
+    );
 }

@@ -6,7 +6,9 @@
 #     with no missing/unexpected keys and must give the same loss on the same tokens (|Δ| < 1e-4).
 #  2. transformers -> ire: transformers writes tiny random GQA checkpoints (f32, bf16; both
 #     config.json styles); `ire score` must give transformers' loss.
-#  3. A trained run exported by `ire export` (if RUN_DIR is given) loads in transformers too.
+#  3. A trained run exported by `ire export` (if RUN_DIR is given) loads in transformers too, and
+#     its tokenizer in AutoTokenizer with eos/bos/pad set to ire's ids
+#     (`tools/hf_reference.py tokenizer`, which needs no torch).
 #
 #   tools/hf-roundtrip.sh [RUN_DIR]
 set -euo pipefail
@@ -36,5 +38,6 @@ if [ $# -ge 1 ]; then
   echo "== ire export $1 -> transformers"
   "$IRE" export "$1" --out "$TMP/exported" >/dev/null
   check "$TMP/exported"
+  "$PY" tools/hf_reference.py tokenizer --model "$TMP/exported" | tail -n 2 || fail=1
 fi
 [ $fail = 0 ] && echo "all round trips match" || { echo "MISMATCH"; exit 1; }

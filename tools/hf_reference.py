@@ -8,6 +8,11 @@ Purpose
       as computed by transformers (float32, eager attention) -> one JSON line.
     * ``compare``:   score, then diff against the JSON line printed by ``ire score``;
       exits 1 if |loss_hf - loss_ire| >= 1e-4.
+    * ``tokenizer``: load an exported folder with ``AutoTokenizer`` (needs
+      transformers and tokenizers only, no torch) and check that eos/bos/pad are set,
+      with the ids ire uses (config.json's eos/bos_token_id; pad = eos), that
+      encoding adds no special token (ire trains without them) and gives the ids of
+      the raw tokenizer.json; exits 1 otherwise.
     * ``fixtures``:  (re)generate the committed test fixtures
       crates/ire-llama/tests/fixtures/{hf_tiny_gqa,hf_tiny_tied_bf16}/
       (config.json, model.safetensors, expected.json), so the Rust tests need
@@ -91,9 +96,13 @@ import os
 import re
 import sys
 
-import torch
+try:
+    import torch
+except ImportError:  # the `tokenizer` check needs no torch; the other commands say so
+    torch = None
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("bfloat16", "float16", "float32")
+DTYPES = {n: getattr(torch, n) for n in DTYPE_NAMES} if torch is not None else {}
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 FIXTURE_DIR = os.path.join(REPO, "crates", "ire-llama", "tests", "fixtures")
 # fixed token ids for the fixtures' expected.json (24 ids < 256, includes 0 and 255)
@@ -286,6 +295,41 @@ def fixtures():
                           "loss": r["loss"]}))
 
 
+TOKENIZER_TEXT = "The state of the Union is strong.\n\nWe shall meet again."
+
+
+def check_tokenizer(model_dir):
+    """AutoTokenizer loads `model_dir` and knows eos/bos/pad with ire's ids; one JSON line."""
+    _quiet_transformers()
+    import tokenizers
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    eot = cfg.get("eos_token_id")
+    expected = {"eos": eot, "bos": cfg.get("bos_token_id"), "pad": eot}
+    got = {k: getattr(tok, f"{k}_token_id") for k in expected}
+    names = {k: getattr(tok, f"{k}_token") for k in expected}
+    ids = tok(TOKENIZER_TEXT)["input_ids"]
+    raw = tokenizers.Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    raw_ids = raw.encode(TOKENIZER_TEXT, add_special_tokens=False).ids
+    checks = {
+        "special_tokens_set": all(v is not None for v in names.values()),
+        "ids_match_ire": got == expected,
+        "no_special_added": eot not in ids,
+        "same_ids_as_tokenizer_json": ids == raw_ids,
+        "decodes_back": tok.decode(ids) == TOKENIZER_TEXT,
+    }
+    import transformers
+    print(json.dumps({"transformers": transformers.__version__, "class": type(tok).__name__,
+                      "tokens": names, "ids": got, "expected": expected,
+                      "model_max_length": tok.model_max_length, "checks": checks}))
+    if not all(checks.values()):
+        print("MISMATCH: " + ", ".join(k for k, v in checks.items() if not v))
+        sys.exit(1)
+    print("tokenizer ok")
+
+
 def main():
     ap = argparse.ArgumentParser(description="transformers reference for ire-llama")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -293,7 +337,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--tied", action="store_true")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     p.add_argument("--old-config", action="store_true",
                    help="top-level rope_theta/torch_dtype instead of rope_parameters/dtype")
     p.add_argument("--new-config", action="store_true",
@@ -308,7 +352,11 @@ def main():
     p.add_argument("--tokens", required=True)
     p.add_argument("--ire-json", required=True, help="JSON line, @file, or - for stdin")
     sub.add_parser("fixtures", help="regenerate crates/ire-llama/tests/fixtures/hf_tiny_*")
+    p = sub.add_parser("tokenizer", help="AutoTokenizer loads an export with eos/bos/pad set")
+    p.add_argument("--model", required=True)
     a = ap.parse_args()
+    if a.cmd != "tokenizer" and torch is None:
+        sys.exit(f"hf_reference.py {a.cmd}: needs torch (pip install torch)")
     if a.cmd == "make-tiny":
         make_tiny(a.out, a.kv_heads, a.tied, a.dtype, a.old_config, a.new_config,
                   a.plain_norms, a.init_std)
@@ -318,6 +366,8 @@ def main():
         compare(a.model, parse_tokens(a.tokens), a.ire_json)
     elif a.cmd == "fixtures":
         fixtures()
+    elif a.cmd == "tokenizer":
+        check_tokenizer(a.model)
 
 
 if __name__ == "__main__":

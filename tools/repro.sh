@@ -229,13 +229,17 @@ schedule() {
 }
 
 status() {
+    local any=0
     for d in "$OUT"/*/; do
+        [[ -d $d ]] || continue  # no run yet: the glob stays a literal `*/`
+        any=1
         d=${d%/}
         local total
         total=$(run_total "$d")
         if finished "$d" "${total:-0}"; then s=done; elif compgen -G "$d/checkpoints/step-*" >/dev/null; then s=partial; else s=started; fi
         printf '%-28s %-8s val %s\n' "${d##*/}" "$s" "$(final_val "$d")"
     done
+    [[ $any == 1 ]] || echo "[repro] no runs in $OUT yet (tools/repro.sh starts them)"
 }
 
 # schedule.total of run directory $1 (empty when it has no config.toml).

@@ -1,5 +1,7 @@
 //! `ire compare`'s charts: loss curves of run groups against steps, tokens and wall time, and
-//! sharpness against steps when measured (PNG + SVG). The table and seed grouping are in
+//! sharpness against steps when measured (PNG + SVG). Titles name the runs' model, data and
+//! batch (from their saved configs); step and token axes have integer tick labels
+//! ([`count_label`]); the loss axis is in nats. The table and seed grouping are in
 //! [`crate::groups`].
 
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
+use crate::curves::RunSetup;
 use crate::groups::{GroupPoint, RunGroup};
 use crate::LabError;
 
@@ -33,12 +36,85 @@ impl XAxis {
             XAxis::Wall => "training seconds",
         }
     }
+    /// A tick label of this axis: counts as integers ([`count_label`]), seconds with at most
+    /// one decimal.
+    fn tick(&self, v: f64) -> String {
+        match self {
+            XAxis::Step | XAxis::Tokens => count_label(v),
+            XAxis::Wall if v.abs() >= 10.0 => format!("{v:.0}"),
+            XAxis::Wall => trim_zeros(format!("{v:.1}")),
+        }
+    }
+    /// How many x tick labels to ask for: for counts, no more than there are integers in
+    /// `0..=x_max`, so no two ticks round to the same label.
+    fn label_count(&self, x_max: f64) -> usize {
+        match self {
+            XAxis::Step | XAxis::Tokens => (x_max.floor().max(1.0) as usize + 1).min(10),
+            XAxis::Wall => 10,
+        }
+    }
     fn slug(&self) -> &'static str {
         match self {
             XAxis::Step => "steps",
             XAxis::Tokens => "tokens",
             XAxis::Wall => "wall",
         }
+    }
+}
+
+/// A count (steps, tokens) as an axis label: an integer below 10 000 (`10`, `9500`), else with
+/// a k / M / B suffix and at most one decimal (`20k`, `12.5k`, `1.5M`, `3B`).
+pub fn count_label(v: f64) -> String {
+    let v = v.round();
+    let (scaled, suffix) = match v.abs() {
+        a if a < 1e4 => return format!("{v:.0}"),
+        a if a < 1e6 => (v / 1e3, "k"),
+        a if a < 1e9 => (v / 1e6, "M"),
+        _ => (v / 1e9, "B"),
+    };
+    trim_zeros(format!("{scaled:.1}")) + suffix
+}
+
+/// `12.0` → `12`, `12.5` → `12.5`.
+fn trim_zeros(s: String) -> String {
+    match s.strip_suffix(".0") {
+        Some(t) => t.to_string(),
+        None => s,
+    }
+}
+
+/// What the charted runs trained, for titles: each of model, data and batch once when every
+/// run with a saved config agrees on it, else `model differs between runs` (and so on); empty
+/// when no run has a config.
+pub fn setup_title(groups: &[RunGroup]) -> String {
+    let setups: Vec<&RunSetup> = groups
+        .iter()
+        .flat_map(|g| &g.runs)
+        .filter_map(|r| r.setup.as_ref())
+        .collect();
+    if setups.is_empty() {
+        return String::new();
+    }
+    let part = |what: &str, field: fn(&RunSetup) -> &String| {
+        let first = field(setups[0]);
+        match setups.iter().all(|s| field(s) == first) {
+            true => first.clone(),
+            false => format!("{what} differs between runs"),
+        }
+    };
+    [
+        part("model", |s| &s.model),
+        part("data", |s| &s.data),
+        part("batch", |s| &s.batch),
+    ]
+    .join(" · ")
+}
+
+/// A chart's caption: `what`, and the runs' setup when known.
+fn caption(what: &str, groups: &[RunGroup]) -> String {
+    match setup_title(groups) {
+        setup if setup.is_empty() => what.to_string(),
+        setup => format!("{what} — {setup}"),
     }
 }
 
@@ -55,7 +131,7 @@ fn register_font() {
 }
 
 /// Draws `loss_vs_{steps,tokens,wall}.{png,svg}` into `out_dir`: per group its mean training
-/// curve (thin), mean validation curve (thick, with points) and, for several seeds, the
+/// curve (dashed, smoothed when long), mean validation curve (thick, with points) and, for several seeds, the
 /// min–max band of the validation losses; returns the files written.
 pub fn draw(runs: &[RunGroup], out_dir: &Path) -> Result<Vec<PathBuf>, LabError> {
     register_font();
@@ -139,7 +215,10 @@ fn draw_sharpness<DB: DrawingBackend>(
     let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max);
     let y_max = pts.map(|p| p.1 + p.2).fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&area)
-        .caption("Hessian trace (Hutchinson) vs step", ("sans-serif", 24))
+        .caption(
+            caption("Hessian trace (Hutchinson) vs step", groups),
+            ("sans-serif", 18),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -148,6 +227,8 @@ fn draw_sharpness<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_labels(XAxis::Step.label_count(x_max))
+        .x_label_formatter(&|v| count_label(*v))
         .y_desc("Tr(H) on validation windows")
         .draw()
         .map_err(err)?;
@@ -196,7 +277,10 @@ fn draw_chart<DB: DrawingBackend>(
     let (x_max, y_min, y_max) = bounds(&curves, axis);
     let pad = ((y_max - y_min) * 0.05).max(1e-3);
     let mut chart = ChartBuilder::on(&area)
-        .caption(format!("loss vs {}", axis.label()), ("sans-serif", 24))
+        .caption(
+            caption(&format!("loss vs {}", axis.label()), groups),
+            ("sans-serif", 18),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -205,7 +289,9 @@ fn draw_chart<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc(axis.label())
-        .y_desc("cross-entropy")
+        .x_labels(axis.label_count(x_max))
+        .x_label_formatter(&|v| axis.tick(*v))
+        .y_desc("loss (nats, cross-entropy per token)")
         .draw()
         .map_err(err)?;
     for (i, (g, (train, val))) in groups.iter().zip(&curves).enumerate() {
@@ -224,14 +310,13 @@ fn draw_chart<DB: DrawingBackend>(
                 )))
                 .map_err(err)?;
         }
-        chart
-            .draw_series(LineSeries::new(
-                train.iter().filter(finite).map(xy),
-                color.mix(0.35).stroke_width(1),
-            ))
-            .map_err(err)?
-            .label(format!("{} train{seeds}", g.name))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.mix(0.35)));
+        let train: Vec<(f64, f64)> = train.iter().filter(finite).map(xy).collect();
+        draw_train(
+            &mut chart,
+            &train,
+            color,
+            &format!("{} train{seeds}", g.name),
+        )?;
         let points: Vec<(f64, f64)> = val.iter().filter(finite).map(xy).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
@@ -249,6 +334,50 @@ fn draw_chart<DB: DrawingBackend>(
             .map_err(err)?;
     }
     finish(chart, &area)
+}
+
+/// Most points a training curve is drawn with: a longer log is averaged over consecutive
+/// windows, so that a noisy per-step loss reads as a curve beside the validation losses.
+const TRAIN_POINTS: usize = 100;
+
+/// `points` averaged (x and y) over consecutive windows of `w` points, `w` the smallest that
+/// leaves at most `max_points`; returns the means and `w`.
+pub fn window_means(points: &[(f64, f64)], max_points: usize) -> (Vec<(f64, f64)>, usize) {
+    let w = points.len().div_ceil(max_points.max(1)).max(1);
+    let means = points
+        .chunks(w)
+        .map(|c| {
+            let n = c.len() as f64;
+            let x = c.iter().map(|p| p.0).sum::<f64>() / n;
+            (x, c.iter().map(|p| p.1).sum::<f64>() / n)
+        })
+        .collect();
+    (means, w)
+}
+
+/// A group's training curve: dashed, lighter and thinner than its validation curve but
+/// readable beside it; averaged over windows when long ([`window_means`]), as its label says.
+fn draw_train<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    train: &[(f64, f64)],
+    color: RGBAColor,
+    label: &str,
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (points, w) = window_means(train, TRAIN_POINTS);
+    let label = match w {
+        1 => label.to_string(),
+        w => format!("{label}, smoothed over {w} logs"),
+    };
+    let style = color.mix(0.75).stroke_width(2);
+    chart
+        .draw_series(DashedLineSeries::new(points, 8, 5, style))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| {
+            plotters::element::DashedPathElement::new(vec![(x, y), (x + 18, y)], 5, 3, style)
+        });
+    Ok(())
 }
 
 /// The largest x, and the smallest and largest finite loss (0..1 when there is none).
@@ -298,4 +427,103 @@ fn finish<'a, DB: DrawingBackend + 'a>(
         .draw()
         .map_err(err)?;
     area.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::curves::RunCurves;
+
+    #[test]
+    fn counts_are_labelled_as_integers() {
+        let labels: Vec<String> = [0.0, 10.0, 150.0, 9999.6, 20000.0, 12500.0, 1.5e6, 3e9]
+            .iter()
+            .map(|&v| count_label(v))
+            .collect();
+        assert_eq!(
+            labels,
+            ["0", "10", "150", "10k", "20k", "12.5k", "1.5M", "3B"]
+        );
+        // A tick a float step put at 2.0000000001 still reads as an integer.
+        assert_eq!(count_label(2.000_000_000_1), "2");
+        assert_eq!(XAxis::Step.tick(10.0), "10");
+        assert_eq!(XAxis::Tokens.tick(20000.0), "20k");
+        assert_eq!(
+            (XAxis::Wall.tick(2.5), XAxis::Wall.tick(40.0)),
+            ("2.5".into(), "40".into())
+        );
+    }
+
+    #[test]
+    fn long_train_curves_are_averaged_over_windows() {
+        let pts: Vec<(f64, f64)> = (1..=7).map(|s| (s as f64, s as f64 * 2.0)).collect();
+        let (means, w) = window_means(&pts, 3);
+        assert_eq!(w, 3);
+        assert_eq!(means, vec![(2.0, 4.0), (5.0, 10.0), (7.0, 14.0)]);
+        assert_eq!(window_means(&pts, 100), (pts.clone(), 1));
+        assert_eq!(window_means(&[], 100), (vec![], 1));
+    }
+
+    #[test]
+    fn a_short_axis_asks_for_no_more_ticks_than_integers() {
+        // 0..=3 steps: 4 ticks (plotters would otherwise put one every 0.5, "0", "1", "1", …).
+        assert_eq!(XAxis::Step.label_count(3.0), 4);
+        assert_eq!(XAxis::Step.label_count(150.0), 10);
+        assert_eq!(XAxis::Step.label_count(0.0), 2);
+    }
+
+    fn group(name: &str, setups: &[Option<RunSetup>]) -> RunGroup {
+        let runs = setups
+            .iter()
+            .map(|s| RunCurves {
+                name: name.into(),
+                train: Vec::new(),
+                val: Vec::new(),
+                sharpness: Vec::new(),
+                setup: s.clone(),
+            })
+            .collect();
+        RunGroup {
+            name: name.into(),
+            runs,
+        }
+    }
+
+    #[test]
+    fn titles_name_the_setup_or_say_that_runs_differ() {
+        let setup = |model: &str, batch: &str| RunSetup {
+            model: model.into(),
+            data: "embedded".into(),
+            batch: batch.into(),
+        };
+        let tiny = setup(
+            "Llama tiny: hidden 256, 4 layers, 7.4M params",
+            "batch 8 × 256 tokens",
+        );
+        let same = [
+            group("a", &[Some(tiny.clone())]),
+            group("b", &[Some(tiny.clone()), None]),
+        ];
+        assert_eq!(
+            setup_title(&same),
+            "Llama tiny: hidden 256, 4 layers, 7.4M params · embedded · batch 8 × 256 tokens"
+        );
+        assert_eq!(
+            caption("loss vs step", &same),
+            format!("loss vs step — {}", setup_title(&same))
+        );
+        let other = setup(
+            "Llama tiny: hidden 256, 4 layers, 7.4M params",
+            "batch 16 × 256 tokens",
+        );
+        let differ = [group("a", &[Some(tiny)]), group("b", &[Some(other)])];
+        assert_eq!(
+            setup_title(&differ),
+            "Llama tiny: hidden 256, 4 layers, 7.4M params · embedded · batch differs between runs"
+        );
+        assert_eq!(
+            caption("loss vs step", &[group("a", &[None])]),
+            "loss vs step"
+        );
+    }
 }

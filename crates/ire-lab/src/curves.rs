@@ -1,14 +1,56 @@
 //! One run's curves as `ire train` wrote them (`metrics.jsonl`, and `sharpness.jsonl` when
 //! measured), and the paper's speed-up (Fig. 4): for a baseline B and a candidate A, the first
 //! step at which A's validation loss reaches B's final validation loss, and B's total steps
-//! divided by that step.
+//! divided by that step. [`RunSetup`] says what the run trained (model, data, batch), from the
+//! resolved config every run folder keeps.
 
 use std::path::Path;
 
+use ire_train::checkpoint::RUN_CONFIG_FILE;
 use ire_train::metrics::{read_metrics, MetricLine};
+use ire_train::RunConfig;
 
 use crate::sharpness::{read_records, SharpnessRecord};
 use crate::LabError;
+
+/// What a run trained, in words for chart titles: from `RUN/config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSetup {
+    /// The model: preset, width, depth and parameters (`Llama tiny: hidden 256, 4 layers, 7.4M params`).
+    pub model: String,
+    /// The dataset's short name (`embedded`, `wikitext-103`, …).
+    pub data: String,
+    /// The global batch (`batch 8 × 256 tokens`).
+    pub batch: String,
+}
+
+impl RunSetup {
+    /// The setup of a run's resolved config (`None` when the folder has none or it no longer
+    /// parses: the charts then leave it out of their titles).
+    pub fn load(run_dir: &Path) -> Option<RunSetup> {
+        let path = run_dir.join(RUN_CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let cfg = RunConfig::parse(&text, &path.display().to_string(), &[]).ok()?;
+        Self::of(&cfg)
+    }
+
+    /// The setup of a config.
+    pub fn of(cfg: &RunConfig) -> Option<RunSetup> {
+        let m = cfg.model.resolve().ok()?;
+        Some(RunSetup {
+            model: format!(
+                "Llama {}: hidden {}, {} layers, {:.1}M params",
+                cfg.model.preset,
+                m.hidden_size,
+                m.num_hidden_layers,
+                m.num_params() as f64 / 1e6
+            ),
+            data: cfg.data.dataset.name(),
+            batch: format!("batch {} × {} tokens", cfg.global_batch(), cfg.seq_len(&m)),
+        })
+    }
+}
+
 /// One run's curves.
 #[derive(Debug, Clone)]
 pub struct RunCurves {
@@ -20,6 +62,8 @@ pub struct RunCurves {
     pub val: Vec<MetricLine>,
     /// `ire sharpness` measurements (`sharpness.jsonl`), in file order; empty when none.
     pub sharpness: Vec<SharpnessRecord>,
+    /// What it trained (`None`: no readable `config.toml`).
+    pub setup: Option<RunSetup>,
 }
 
 impl RunCurves {
@@ -44,6 +88,7 @@ impl RunCurves {
             train,
             val,
             sharpness,
+            setup: RunSetup::load(run_dir),
         })
     }
 

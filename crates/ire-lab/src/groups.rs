@@ -7,7 +7,7 @@
 //! same on the candidate's mean curve. The step-time ratio compares seconds per step from the
 //! runs' training wall time (`wall_s`, which excludes evaluation and checkpoints).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ire_train::checkpoint::RUN_CONFIG_FILE;
 use ire_train::metrics::MetricLine;
@@ -245,11 +245,44 @@ fn strip_seed(name: &str) -> &str {
     }
 }
 
-/// Loads `run_dirs` and groups them by config, groups in order of their first run.
-pub fn load_groups(run_dirs: &[impl AsRef<Path>]) -> Result<Vec<RunGroup>, LabError> {
-    let mut keyed: Vec<(String, RunGroup)> = Vec::new();
+/// A run directory given more than once (under any spelling of its path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatedRun {
+    /// The path as given the second time.
+    pub given: PathBuf,
+    /// The path it repeats, as given first.
+    pub first: PathBuf,
+}
+
+/// `run_dirs` with each run kept once, in order of first mention: two paths that canonicalize
+/// to the same folder (`runs/a`, `./runs/a`, `runs/../runs/a`, a symlink) are one run, so a run
+/// given twice is not counted as two seeds. Returns the kept paths and the repeats dropped
+/// (for a warning). A path that does not exist is an error naming it.
+pub fn distinct_runs(
+    run_dirs: &[impl AsRef<Path>],
+) -> Result<(Vec<PathBuf>, Vec<RepeatedRun>), LabError> {
+    let mut kept: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut repeats = Vec::new();
     for dir in run_dirs {
         let dir = dir.as_ref();
+        let canonical = std::fs::canonicalize(dir).map_err(|e| LabError::io(dir, e))?;
+        match kept.iter().find(|(c, _)| *c == canonical) {
+            Some((_, first)) => repeats.push(RepeatedRun {
+                given: dir.to_path_buf(),
+                first: first.clone(),
+            }),
+            None => kept.push((canonical, dir.to_path_buf())),
+        }
+    }
+    Ok((kept.into_iter().map(|(_, d)| d).collect(), repeats))
+}
+
+/// Loads `run_dirs` and groups them by config, groups in order of their first run; a run given
+/// twice is loaded once (see [`distinct_runs`], whose repeats the caller can warn about).
+pub fn load_groups(run_dirs: &[impl AsRef<Path>]) -> Result<Vec<RunGroup>, LabError> {
+    let (run_dirs, _) = distinct_runs(run_dirs)?;
+    let mut keyed: Vec<(String, RunGroup)> = Vec::new();
+    for dir in &run_dirs {
         let run = RunCurves::load(dir)?;
         let key = group_key(dir)?;
         match keyed.iter_mut().find(|(k, _)| *k == key) {
@@ -279,75 +312,138 @@ pub fn singletons(runs: Vec<RunCurves>) -> Vec<RunGroup> {
         .collect()
 }
 
-/// The study table as Markdown: per group the runs, steps, final validation loss (mean ± std
-/// and range), the speed-up over the first group (mean curve, and per seed), the
+/// The study table as Markdown, then a legend saying what each column and each ± means: per
+/// group the runs, steps, final validation loss (mean ± std and range over seeds; one run: its
+/// value alone), the speed-up over the first group (mean curve, and per seed), the
 /// seconds-per-step ratio to the first group and, when measured, Tr(H) and λ_max at the last
 /// step every seed was measured at.
 pub fn group_table(groups: &[RunGroup]) -> String {
     let sharp = groups.iter().any(|g| !g.sharpness_curve().is_empty());
-    let mut out = String::from(
-        "| group | runs | steps | final val (mean ± std) | min – max | reaches baseline's final | speed-up (mean curve) | speed-up per seed | time/step vs baseline |",
+    let mut header = vec![
+        "group",
+        "runs",
+        "steps",
+        "final val loss (nats)",
+        "min – max",
+        "reaches baseline's final",
+        "speed-up (mean curve)",
+        "speed-up per seed",
+        "time/step vs baseline",
+    ];
+    if sharp {
+        header.extend(["Tr(H)", "λ_max"]);
+    }
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
     );
-    out += match sharp {
-        true => " Tr(H) (step) | λ_max |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
-        false => "\n|---|---|---|---|---|---|---|---|---|\n",
-    };
     let base = groups.first();
-    let base_sps = base.and_then(|b| b.seconds_per_step());
     for (i, g) in groups.iter().enumerate() {
-        let fv = g.final_val();
-        let (mean, range) = match fv {
-            Some(s) => (
-                format!("{:.4} ± {:.4}", s.mean, s.std),
-                format!("{:.4} – {:.4}", s.min, s.max),
-            ),
-            None => ("-".into(), "-".into()),
-        };
-        let (reach, ratio, seeds) = match (i, base.and_then(|b| group_speedup(b, g))) {
-            (0, _) => ("(baseline)".into(), "1.00×".into(), "-".into()),
-            (_, None) => ("-".into(), "-".into(), "-".into()),
-            (_, Some(s)) => {
-                let fmt = |r: &Option<(usize, f64)>| match r {
-                    Some((_, x)) => format!("{x:.2}×"),
-                    None => "never".into(),
-                };
-                let reach = match s.mean_curve {
-                    Some((step, _)) => format!("step {step}"),
-                    None => "never".into(),
-                };
-                let seeds: Vec<String> = s.per_seed.iter().map(fmt).collect();
-                (reach, fmt(&s.mean_curve), seeds.join(", "))
-            }
-        };
-        let time = match (g.seconds_per_step(), base_sps) {
-            (Some(a), Some(b)) if b.mean > 0.0 => format!("{:.2}×", a.mean / b.mean),
-            _ => "-".into(),
-        };
-        out += &format!(
-            "| {} | {} | {} | {mean} | {range} | {reach} | {ratio} | {seeds} | {time} |",
-            g.name,
-            g.runs.len(),
-            g.total_steps()
-        );
+        let mut cells = vec![g.name.clone(), g.runs.len().to_string()];
+        cells.push(g.total_steps().to_string());
+        cells.extend(loss_cells(g));
+        cells.extend(speedup_cells(i, base, g));
+        cells.push(time_cell(base, g));
         if sharp {
-            out += &match g.sharpness_curve().last() {
-                Some(p) => format!(
-                    " {:.1} ± {:.1} ({}) | {:.2} ± {:.2} |",
-                    p.trace.mean,
-                    // Over seeds: their spread; one run: the probes' standard error.
-                    if p.trace.n > 1 {
-                        p.trace.std
-                    } else {
-                        p.trace_stderr
-                    },
-                    p.step,
-                    p.lambda_max.mean,
-                    p.lambda_max.std
-                ),
-                None => " - | - |".into(),
-            };
+            cells.extend(sharpness_cells(g));
         }
-        out.push('\n');
+        out += &format!("| {} |\n", cells.join(" | "));
+    }
+    out + &legend(sharp)
+}
+
+/// `mean ± std` over several values, the value alone for one (a ± of one run would be 0 and
+/// mean nothing).
+fn value_pm(s: &Spread, decimals: usize) -> String {
+    match s.n {
+        1 => format!("{:.*}", decimals, s.mean),
+        _ => format!("{:.*} ± {:.*}", decimals, s.mean, decimals, s.std),
+    }
+}
+
+/// The final validation loss and its range over seeds (`-` for one run).
+fn loss_cells(g: &RunGroup) -> [String; 2] {
+    match g.final_val() {
+        Some(s) if s.n > 1 => [value_pm(&s, 4), format!("{:.4} – {:.4}", s.min, s.max)],
+        Some(s) => [value_pm(&s, 4), "-".into()],
+        None => ["-".into(), "-".into()],
+    }
+}
+
+/// Where the mean curve reaches the baseline's final loss, its speed-up, and each seed's.
+fn speedup_cells(i: usize, base: Option<&RunGroup>, g: &RunGroup) -> [String; 3] {
+    match (i, base.and_then(|b| group_speedup(b, g))) {
+        (0, _) => ["(baseline)".into(), "1.00×".into(), "-".into()],
+        (_, None) => ["-".into(), "-".into(), "-".into()],
+        (_, Some(s)) => {
+            let fmt = |r: &Option<(usize, f64)>| match r {
+                Some((_, x)) => format!("{x:.2}×"),
+                None => "never".into(),
+            };
+            let reach = match s.mean_curve {
+                Some((step, _)) => format!("step {step}"),
+                None => "never".into(),
+            };
+            let seeds: Vec<String> = s.per_seed.iter().map(fmt).collect();
+            [reach, fmt(&s.mean_curve), seeds.join(", ")]
+        }
+    }
+}
+
+/// Seconds per step over the baseline's.
+fn time_cell(base: Option<&RunGroup>, g: &RunGroup) -> String {
+    match (
+        g.seconds_per_step(),
+        base.and_then(|b| b.seconds_per_step()),
+    ) {
+        (Some(a), Some(b)) if b.mean > 0.0 => format!("{:.2}×", a.mean / b.mean),
+        _ => "-".into(),
+    }
+}
+
+/// Tr(H) and λ_max at the last step every seed was measured at. Tr(H)'s ± says what it is:
+/// the spread over seeds, or one run's probe standard error.
+fn sharpness_cells(g: &RunGroup) -> [String; 2] {
+    let Some(p) = g.sharpness_curve().last().copied() else {
+        return ["-".into(), "-".into()];
+    };
+    let trace = match p.trace.n {
+        1 => format!(
+            "{:.1} ± {:.1} (probe s.e., step {})",
+            p.trace.mean, p.trace_stderr, p.step
+        ),
+        n => format!(
+            "{:.1} ± {:.1} (std over {n} seeds, step {})",
+            p.trace.mean, p.trace.std, p.step
+        ),
+    };
+    [trace, value_pm(&p.lambda_max, 2)]
+}
+
+/// What the columns of [`group_table`] mean (Markdown, under the table).
+fn legend(sharp: bool) -> String {
+    let mut out = String::from(
+        "\nColumns:\n\
+         - **group**: runs whose configs differ only in `run.seed` (named after the first, without \
+         its `-sN` suffix); the first group is the baseline. **runs**: its runs (seeds); **steps**: \
+         the longest run's steps.\n\
+         - **final val loss (nats)**: the last validation loss, mean cross-entropy per token. With \
+         several seeds: mean ± sample standard deviation over the seeds, and their **min – max**; \
+         one run: its value alone.\n\
+         - **reaches baseline's final**: the first step at which the group's mean validation curve \
+         is at or below the mean final validation loss of the baseline's seeds.\n\
+         - **speed-up**: the baseline's steps over that step (the paper's Fig. 4), on the mean \
+         curve and per seed (`never`: not reached).\n\
+         - **time/step vs baseline**: training seconds per step (evaluation and checkpoints \
+         excluded) over the baseline's.\n",
+    );
+    if sharp {
+        out += "- **Tr(H)**: Hutchinson's trace of the validation loss's Hessian at the last step \
+                every seed was measured at (`ire sharpness`). Its ± is the standard deviation of \
+                the seeds' estimates (`std over N seeds`) or, for one run, the standard error \
+                over its random probes (`probe s.e.`). **λ_max**: the largest Hessian eigenvalue \
+                (power iteration), ± std over seeds.\n";
     }
     out
 }
@@ -381,6 +477,7 @@ mod tests {
             train: vec![line("train", last, 0.0, secs_per_step * last as f64)],
             val: val.iter().map(|&(s, l)| line("val", s, l, 0.0)).collect(),
             sharpness: Vec::new(),
+            setup: None,
         }
     }
 
@@ -469,9 +566,103 @@ mod tests {
         );
         let table = group_table(&[g]);
         assert!(
-            table.contains("| 110.0 ± 14.1 (250) | 10.00 ± 1.41 |"),
+            table.contains("| 110.0 ± 14.1 (std over 2 seeds, step 250) | 10.00 ± 1.41 |"),
             "{table}"
         );
+        assert!(table.contains("`std over N seeds`"), "{table}");
+    }
+
+    #[test]
+    fn one_run_shows_its_values_without_a_plus_minus() {
+        let mut solo = run("admire-s1", &[(250, 3.5), (500, 3.25)], 1.0);
+        solo.sharpness = vec![record(500, 80.0, 7.0)];
+        let g = RunGroup {
+            name: "admire".into(),
+            runs: vec![solo],
+        };
+        let table = group_table(&[g]);
+        let row = table.lines().nth(2).unwrap();
+        assert_eq!(
+            row,
+            "| admire | 1 | 500 | 3.2500 | - | (baseline) | 1.00× | - | 1.00× \
+             | 80.0 ± 1.5 (probe s.e., step 500) | 7.00 |"
+        );
+        // The only ± left is the probes' standard error, and the legend says so.
+        assert_eq!(row.matches('±').count(), 1);
+        assert!(
+            table.contains("over its random probes (`probe s.e.`)"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_table_has_a_legend_of_its_columns() {
+        let g = RunGroup {
+            name: "adamw".into(),
+            runs: vec![run("adamw-s1", &[(100, 3.0)], 1.0)],
+        };
+        let table = group_table(&[g]);
+        let header = table.lines().next().unwrap();
+        assert!(header.contains("| final val loss (nats) |"), "{header}");
+        assert!(!header.contains("Tr(H)"), "no sharpness measured: {header}");
+        let legend = table.split("\nColumns:\n").nth(1).expect("a legend");
+        for column in [
+            "**group**",
+            "**final val loss (nats)**",
+            "**speed-up**",
+            "**time/step vs baseline**",
+        ] {
+            assert!(legend.contains(column), "{column} missing: {legend}");
+        }
+        assert!(legend.contains("mean ± sample standard deviation over the seeds"));
+        assert!(!legend.contains("Tr(H)"), "{legend}");
+    }
+
+    /// A run folder with `metrics.jsonl` (val losses at steps 10, 20) and a config.
+    fn run_folder(dir: &Path, final_loss: f64) {
+        std::fs::create_dir_all(dir).unwrap();
+        let lines: Vec<String> = [(10, 4.0), (20, final_loss)]
+            .iter()
+            .map(|&(s, l)| serde_json::to_string(&line("val", s, l, 0.0)).unwrap())
+            .collect();
+        std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+        std::fs::write(dir.join(RUN_CONFIG_FILE), "[run]\nseed = 1\n").unwrap();
+    }
+
+    #[test]
+    fn a_run_given_twice_is_one_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        run_folder(&a, 3.0);
+        run_folder(&b, 2.0);
+        let again = tmp.path().join("b/../a");
+        let (kept, repeats) = distinct_runs(&[&a, &b, &again, &a]).unwrap();
+        assert_eq!(kept, vec![a.clone(), b.clone()]);
+        assert_eq!(
+            repeats,
+            vec![
+                RepeatedRun {
+                    given: again.clone(),
+                    first: a.clone()
+                },
+                RepeatedRun {
+                    given: a.clone(),
+                    first: a.clone()
+                },
+            ]
+        );
+        // Same config: without the check, a given twice would be a second seed of a's group.
+        let groups = load_groups(&[&a, &again]).unwrap();
+        assert_eq!((groups.len(), groups[0].runs.len()), (1, 1));
+        assert_eq!(groups[0].final_val().unwrap().n, 1);
+        let groups = load_groups(&[&a, &b]).unwrap();
+        assert_eq!(
+            groups[0].runs.len(),
+            2,
+            "two runs of one config are two seeds"
+        );
+        let missing = distinct_runs(&[tmp.path().join("nope")]).unwrap_err();
+        assert!(missing.to_string().contains("nope"), "{missing}");
     }
 
     #[test]

@@ -62,6 +62,12 @@ fn compare_draws_charts_and_reports_the_speedup() {
         seeds.n == 2 && seeds.std > 0.0,
         "two seeds differ: {seeds:?}"
     );
+    // The charts' titles name the setup the runs share (from their saved configs).
+    let title = ire_lab::charts::setup_title(&groups);
+    assert!(
+        title.starts_with("Llama ") && title.contains(" layers, ") && !title.contains("differs"),
+        "{title}"
+    );
     let out = tmp.path().join("charts");
     let files = draw(&groups, &out).unwrap();
     assert_eq!(files.len(), 8);
@@ -106,12 +112,14 @@ fn compare_draws_charts_and_reports_the_speedup() {
         train: vec![],
         val: vec![line(20, 3.0), line(100, 2.0)],
         sharpness: vec![],
+        setup: None,
     };
     let a = RunCurves {
         name: "a".into(),
         train: vec![],
         val: vec![line(20, 2.5), line(40, 1.99), line(60, 1.9)],
         sharpness: vec![],
+        setup: None,
     };
     assert_eq!(speedup(&b, &a), Some((40, 2.5)));
     assert_eq!(speedup(&a, &b), None);

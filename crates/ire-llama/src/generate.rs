@@ -1,5 +1,7 @@
 //! Text generation: incremental decoding with a key/value cache, and sampling (greedy, or
-//! temperature with top-k, seeded).
+//! temperature with top-k, seeded). The prompt and the new tokens together stay within the
+//! model's context (`max_position_embeddings`, [`room_after`]): past it RoPE positions were
+//! never trained, so the text would be garbage.
 //!
 //! [`Llama::forward_cached`] runs the model on new tokens only, attending to the keys and values
 //! cached for the earlier positions; it is built from composed tensor ops (inference only, any
@@ -17,7 +19,7 @@ use burn::tensor::module::embedding;
 
 use crate::model::Attention;
 use crate::ops::{self, IreOps};
-use crate::Llama;
+use crate::{Llama, LlamaConfig};
 use ire_core::SplitMix64;
 
 /// The keys and values of the positions decoded so far, per layer, `[batch, pos, kv_heads,
@@ -140,8 +142,15 @@ pub struct Sampling {
     pub seed: u64,
 }
 
+/// How many new tokens fit after a prompt of `prompt_len` tokens: the prompt and the new tokens
+/// together fill at most the model's context (`max_position_embeddings`).
+pub fn room_after(config: &LlamaConfig, prompt_len: usize) -> usize {
+    config.max_position_embeddings.saturating_sub(prompt_len)
+}
+
 /// Continues `prompt` (token ids, not empty) by up to `max_new` tokens, stopping early after
-/// `stop` if given. Returns only the new tokens.
+/// `stop` if given, and at the model's context ([`room_after`]; a caller that must not stop
+/// short checks it first). Returns only the new tokens.
 pub fn generate<B: IreOps>(
     model: &Llama<B>,
     prompt: &[u32],
@@ -153,6 +162,7 @@ pub fn generate<B: IreOps>(
     let mut cache = KvCache::new(model.model.layers.len());
     let mut rng = SplitMix64::new(sampling.seed);
     let mut input: Vec<u32> = prompt.to_vec();
+    let max_new = max_new.min(room_after(&model.config, prompt.len()));
     let mut out = Vec::with_capacity(max_new);
     while out.len() < max_new && !input.is_empty() {
         let ids: Vec<i64> = input.iter().map(|&t| t as i64).collect();

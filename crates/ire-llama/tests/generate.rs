@@ -4,7 +4,7 @@
 use burn::backend::Flex;
 use burn::prelude::*;
 use ire_core::SplitMix64;
-use ire_llama::generate::{generate, pick, KvCache, Sampling};
+use ire_llama::generate::{generate, pick, room_after, KvCache, Sampling};
 use ire_llama::{InitScheme, Llama, LlamaConfig};
 
 type B = Flex;
@@ -107,4 +107,30 @@ fn the_same_seed_gives_the_same_tokens() {
         &Default::default(),
     );
     assert_eq!(stopped, vec![first]);
+}
+
+#[test]
+fn generation_stops_at_the_models_context() {
+    let mut model = model();
+    model.config.max_position_embeddings = 16;
+    assert_eq!(room_after(&model.config, 5), 11);
+    assert_eq!(room_after(&model.config, 20), 0);
+    let greedy = Sampling {
+        temperature: 0.0,
+        top_k: 0,
+        seed: 0,
+    };
+    let prompt = [3u32, 14, 15, 92, 65];
+    let new = generate(&model, &prompt, 100, &greedy, None, &Default::default());
+    assert_eq!(
+        new.len(),
+        11,
+        "5 prompt tokens + 11 new fill the 16 positions"
+    );
+    let within = generate(&model, &prompt, 7, &greedy, None, &Default::default());
+    assert_eq!(
+        within[..],
+        new[..7],
+        "a request within the context is unchanged"
+    );
 }

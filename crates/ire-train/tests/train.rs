@@ -208,13 +208,40 @@ fn export_writes_a_folder_transformers_loads() {
     let out = tmp.path().join("export");
     let used = ire_train::export::export(&run, Some(2), &out).unwrap();
     assert_eq!(used, checkpoint_path(&run, 2));
-    for f in ["model.safetensors", "config.json", "tokenizer.json"] {
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(f)).unwrap()).unwrap()
+    };
+    let cfg = json("config.json");
     let eot = ire_data::PreparedDataset::open(&data).unwrap().eot_id() as u64;
     assert_eq!(cfg["eos_token_id"].as_u64(), Some(eot));
+    // transformers' AutoTokenizer takes eos/bos/pad from tokenizer_config.json: the token
+    // whose id in tokenizer.json is the end-of-text id ire uses.
+    let tok_cfg = json("tokenizer_config.json");
+    let eot_token = tok_cfg["eos_token"].as_str().unwrap();
+    assert_eq!(eot_token, "<|endoftext|>");
+    for key in ["bos_token", "pad_token"] {
+        assert_eq!(tok_cfg[key].as_str(), Some(eot_token), "{key}");
+    }
+    let added = json("tokenizer.json")["added_tokens"].clone();
+    let entry = added
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["content"] == eot_token)
+        .expect("the end-of-text token is an added token");
+    assert_eq!(
+        (entry["id"].as_u64(), entry["special"].as_bool()),
+        (Some(eot), Some(true))
+    );
+    assert_eq!(tok_cfg["model_max_length"], cfg["max_position_embeddings"]);
     assert_eq!(cfg["architectures"][0], "LlamaForCausalLM");
     let exported = ire_llama::load_hf::<Flex>(&out, &Default::default()).unwrap();
     let a: Vec<Vec<f32>> = named_values::<Flex, _>(&exported)

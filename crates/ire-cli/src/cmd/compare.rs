@@ -1,12 +1,13 @@
 //! `ire compare`: group the runs by config (seeds of one config form one curve with a band), draw
-//! the loss curves and print the study table (first group = baseline of the speed-ups).
+//! the loss curves and print the study table (first group = baseline of the speed-ups). A run
+//! given twice (under any spelling of its path) counts once, with a warning.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use ire_lab::charts::draw;
 use ire_lab::curves::RunCurves;
-use ire_lab::groups::{group_table, load_groups, singletons};
+use ire_lab::groups::{distinct_runs, group_table, load_groups, singletons};
 
 /// Arguments of `ire compare`.
 #[derive(clap::Args, Debug)]
@@ -24,15 +25,22 @@ pub struct Args {
 
 /// Runs `ire compare`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let (dirs, repeats) = distinct_runs(&args.runs)?;
+    for r in &repeats {
+        tracing::warn!(
+            "{} is the run {} given again; counted once",
+            r.given.display(),
+            r.first.display()
+        );
+    }
     let groups = if args.no_group {
-        let runs = args
-            .runs
+        let runs = dirs
             .iter()
             .map(|d| RunCurves::load(d))
             .collect::<Result<Vec<_>, _>>()?;
         singletons(runs)
     } else {
-        load_groups(&args.runs)?
+        load_groups(&dirs)?
     };
     let files = draw(&groups, &args.out)?;
     let table = group_table(&groups);
