@@ -68,6 +68,8 @@ pub struct Progress {
     started: Instant,
     /// The position and time of the last line, once one was written.
     last_line: Option<(u64, Instant)>,
+    /// Positions are bytes: lines show `12.3/100.0 MB`.
+    bytes: bool,
 }
 
 impl Progress {
@@ -104,7 +106,21 @@ impl Progress {
             bar,
             started: Instant::now(),
             last_line: None,
+            bytes: false,
         }
+    }
+
+    /// Positions count bytes: lines read `12.3/100.0 MB`, the bar shows sizes and a rate.
+    pub fn in_bytes(mut self) -> Self {
+        self.bytes = true;
+        if let Some(bar) = &self.bar {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:30} {prefix} {bytes}/{total_bytes} ({bytes_per_sec})  {msg}  [{elapsed} < {eta}]",
+            ) {
+                bar.set_style(style);
+            }
+        }
+        self
     }
 
     /// Stops at `end` before `total` (a run stopped early): `end` gets a line too.
@@ -172,7 +188,15 @@ impl Progress {
             0 => "?".to_string(),
             _ => format_duration(elapsed.mul_f64(left as f64 / done as f64)),
         };
-        let mut line = format!("{} {pos}/{}", self.prefix, self.total);
+        let mut line = match self.bytes {
+            true => format!(
+                "{} {:.1}/{:.1} MB",
+                self.prefix,
+                pos as f64 / 1e6,
+                self.total as f64 / 1e6
+            ),
+            false => format!("{} {pos}/{}", self.prefix, self.total),
+        };
         if !message.is_empty() {
             line.push_str("  ");
             line.push_str(message);
@@ -274,6 +298,23 @@ mod tests {
         let line = p.line(5, "loss 1.0000", p.started + Duration::from_secs(10));
         assert_eq!(line, "probe 5/10  loss 1.0000  elapsed 10s  ETA 10s");
         assert!(p.line(0, "", p.started).ends_with("ETA ?"));
+    }
+
+    #[test]
+    fn byte_positions_read_as_megabytes() {
+        let p = Progress::new(
+            "downloading a.parquet:",
+            0,
+            80_000_000,
+            Cadence::default(),
+            false,
+        )
+        .in_bytes();
+        let line = p.line(20_000_000, "", p.started + Duration::from_secs(5));
+        assert_eq!(
+            line,
+            "downloading a.parquet: 20.0/80.0 MB  elapsed 5s  ETA 15s"
+        );
     }
 
     #[test]
