@@ -1,6 +1,7 @@
-//! What a long job's output looks like when it goes to a file (nohup, Slurm): `ire train` and
-//! `ire sharpness` with stderr piped (not a terminal) print plain progress lines and no ANSI
-//! colour, and the run keeps its whole log in `RUN/train.log`, appended on resume.
+//! What a long job's output looks like when it goes to a file (nohup, Slurm): `ire train`,
+//! `ire sharpness` and `ire bench step` with stderr piped (not a terminal) print plain progress
+//! lines and no ANSI colour, and a run keeps its whole log in `RUN/train.log`, appended on
+//! resume.
 
 mod common;
 
@@ -147,4 +148,21 @@ fn sharpness_without_a_terminal_prints_progress_lines() {
         let first = format!("sharpness {step}: gradient 1/8  Hutchinson probe 1/2  elapsed ");
         assert!(stderr.contains(&first), "{first} in {stderr}");
     }
+}
+
+/// `ire bench step` with stderr piped: a progress line at its first step (the JSON result
+/// alone on stdout).
+#[test]
+fn bench_step_without_a_terminal_prints_progress_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shape = [
+        "--seq", "16", "--batch", "2", "--steps", "2", "--warmup", "1",
+    ];
+    let out = ire(&[&["bench", "step"][..], &shape].concat(), tmp.path());
+    let json: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(json["steps"], 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = "bench step: step 1/3  adamw + admire (warm-up)  elapsed ";
+    assert!(stderr.contains(first), "{first} in {stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
 }
