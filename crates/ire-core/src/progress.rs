@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// The `tracing` target of progress lines that only a log file should keep (a bar shows them
 /// on the terminal).
-pub const FILE_ONLY_TARGET: &str = "ire_progress_file";
+pub const FILE_ONLY_TARGET: &str = "ire_core::progress::bar";
 
 /// The bar being drawn, if any, so that other output can be printed above it.
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -83,15 +83,15 @@ impl Progress {
                     "{spinner} {prefix}  {msg}  [{elapsed}]",
                 ),
                 _ => (
-                    ProgressBar::new(total),
+                    ProgressBar::new(total).with_position(start),
                     "{bar:30} {prefix} {pos}/{len}  {msg}  [{elapsed} < {eta}]",
                 ),
             };
-            if let Ok(style) = ProgressStyle::with_template(template) {
-                pb.set_style(style);
-            }
-            pb.set_prefix(prefix.to_string());
-            pb.set_position(start);
+            let pb = match ProgressStyle::with_template(template) {
+                Ok(style) => pb.with_style(style),
+                Err(_) => pb,
+            };
+            let pb = pb.with_prefix(prefix.to_string());
             if let Ok(mut active) = ACTIVE.lock() {
                 *active = Some(pb.clone());
             }
