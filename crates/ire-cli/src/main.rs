@@ -1,11 +1,12 @@
 //! `ire`: pretrain Llama models with AdmIRE or AdamW, from a TOML config.
 //!
-//! The binary is thin: it parses the command line, sets up logging, and hands each subcommand
+//! The binary is thin: it parses the command line, sets up logging (`log.rs`), and hands each subcommand
 //! to a function in `cmd/` that calls the library crates. Errors come back as `anyhow` chains
 //! and are printed as one message with its causes.
 
 mod backend;
 mod cmd;
+mod log;
 
 use clap::{Parser, Subcommand};
 
@@ -44,13 +45,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    log::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(args),
@@ -71,7 +66,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            let message = format!("error: {}", error_chain(&err));
+            eprintln!("{message}");
+            log::write_line(&message);
             std::process::ExitCode::FAILURE
         }
     }

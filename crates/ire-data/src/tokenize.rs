@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use ire_core::progress::{format_count, Progress};
 use tracing::info;
 
 use crate::config::{DataConfig, Split};
@@ -177,15 +177,9 @@ fn close_shard(
     Ok(())
 }
 
-/// The spinner shown while tokenizing.
-fn progress_bar() -> ProgressBar {
-    let pb = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} tokenizing {binary_bytes} of text ({binary_bytes_per_sec}) {msg} [{elapsed}]",
-    ) {
-        pb.set_style(style);
-    }
-    pb
+/// The progress shown while tokenizing (a spinner on a terminal, else a line every 10 s).
+fn progress() -> Progress {
+    Progress::command("tokenizing", 0)
 }
 
 /// Reads the source on a thread, tokenizes batches on the rayon pool, writes shards.
@@ -260,7 +254,7 @@ struct ShardSink<'a> {
     shard_tokens: u64,
     vocab: u64,
     eot: u32,
-    pb: ProgressBar,
+    progress: Progress,
     started: Instant,
     /// Documents received per split, those in finished shards of an earlier run included.
     seen: BTreeMap<Split, u64>,
@@ -277,7 +271,7 @@ impl<'a> ShardSink<'a> {
             vocab: info.tokenizer.vocab_size() as u64,
             eot: info.tokenizer.eot_id(),
             info,
-            pb: progress_bar(),
+            progress: progress(),
             started: Instant::now(),
             seen: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -300,8 +294,13 @@ impl<'a> ShardSink<'a> {
             let st = states.entry(*split).or_default();
             self.append(*split, text, &ids, st)?;
         }
-        self.pb
-            .set_message(format!("→ {} tokens", self.total_tokens));
+        let (bytes, tokens) = (self.total_bytes, self.total_tokens);
+        let rate = bytes as f64 / 1e6 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.progress.update(bytes, || {
+            let mb = bytes as f64 / 1e6;
+            let tokens = format_count(tokens);
+            format!("{mb:.1} MB of text → {tokens} tokens ({rate:.1} MB/s)")
+        });
         Ok(())
     }
 
@@ -345,7 +344,6 @@ impl<'a> ShardSink<'a> {
         st.docs_done += 1;
         self.total_bytes += text.len() as u64;
         self.total_tokens += ids.len() as u64 + 1;
-        self.pb.inc(text.len() as u64);
         if shard.writer.tokens() >= self.shard_tokens {
             if let Some(full) = self.open.remove(&split) {
                 close_shard(&self.info, split, st, full, false)?;
@@ -371,7 +369,7 @@ impl<'a> ShardSink<'a> {
                 mark_last(self.info.out, split, st)?;
             }
         }
-        self.pb.finish_and_clear();
+        self.progress.finish();
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         info!(
             text_mb = self.total_bytes as f64 / 1e6,

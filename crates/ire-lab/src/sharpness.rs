@@ -6,7 +6,8 @@
 //! float parameters flattened in visiting order into one `f64` vector θ; `grad(θ)` writes θ back
 //! into the model, takes the mean loss over the windows (in chunks of the run's micro-batch),
 //! backpropagates and flattens the gradient in the same order. Results are appended to
-//! `RUN/sharpness.jsonl`, one line per checkpoint and setting.
+//! `RUN/sharpness.jsonl`, one line per checkpoint and setting. A measurement shows its progress
+//! by gradients (a bar on a terminal, else a log line every 10 s: `ire_core::Progress`).
 //!
 //! The gradient is not the trainer's `ire_train::step::forward_backward`: the windows are cut
 //! into chunks of unequal size, weighted by their share, and summed in f64, the precision the
@@ -21,6 +22,7 @@ use burn::module::{ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use ire_core::Progress;
 use ire_data::{Batch, Loader};
 use ire_llama::params::{named_values, replace_values};
 use ire_llama::{load_hf, Llama};
@@ -165,7 +167,14 @@ pub fn measure<B: TrainBackend>(
     let (step, f) = FlatLoss::<B>::load(run_dir, step, settings.windows, device)?;
     let theta = f.theta();
     let at_theta = f.eval(&theta)?.0;
-    let mut grad = |t: &[f64]| -> Result<Vec<f64>, OptimError> { Ok(f.eval(t)?.1) };
+    let mut progress = gradient_progress(step, settings);
+    let mut calls = 0u64;
+    let mut grad = |t: &[f64]| -> Result<Vec<f64>, OptimError> {
+        let g = f.eval(t)?.1;
+        calls += 1;
+        progress.update(calls, || phase_of(calls, settings));
+        Ok(g)
+    };
     let eps = default_step(&theta);
     let how = |seed| Probing { eps, seed };
     let trace = hutchinson_trace(&mut grad, &theta, settings.probes, how(settings.seed))?;
@@ -183,6 +192,27 @@ pub fn measure<B: TrainBackend>(
         params: theta.len(),
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Progress over the gradients a measurement takes at most: two per Hutchinson probe, two per
+/// power iteration (which may stop early).
+fn gradient_progress(step: usize, settings: SharpnessSettings) -> Progress {
+    let total = 2 * (settings.probes + settings.power_iters) as u64;
+    Progress::command(&format!("sharpness step-{step:06}: gradient"), total)
+}
+
+/// Which estimate the `calls`-th gradient belongs to: `Hutchinson probe 3/16` or
+/// `power iteration 2/20`.
+fn phase_of(calls: u64, settings: SharpnessSettings) -> String {
+    let probe = calls.div_ceil(2) as usize;
+    match probe <= settings.probes {
+        true => format!("Hutchinson probe {probe}/{}", settings.probes),
+        false => format!(
+            "power iteration {}/{}",
+            probe - settings.probes,
+            settings.power_iters
+        ),
+    }
 }
 
 /// The verified checkpoint folder of `step`, or the newest good one.

@@ -9,7 +9,9 @@
 //! optimizer step) with the clip, κ, γ, K and every other setting taken from the
 //! [`StepBench::optim`] config it is given, then one scalar read (which syncs lazy backends).
 //! `Both` steps an AdamW and an AdmIRE model alternately, so both see the same machine load;
-//! their mean-step-time ratio is the whole-run cost of AdmIRE.
+//! their mean-step-time ratio is the whole-run cost of AdmIRE. The steps show their progress
+//! (`ire_core::Progress`: a bar on a terminal, else a log line every 10 s) on stderr; the JSON
+//! goes to stdout.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -220,6 +222,9 @@ pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Result<
     };
     let batch = tokens::<B>(s, device);
     let profiling = s.profile && runs.len() == 1;
+    let names: Vec<String> = runs.iter().map(|r| r.optim_name.to_string()).collect();
+    let total = (s.warmup + s.steps) as u64;
+    let mut progress = ire_core::Progress::command("bench step: step", total);
     for it in 0..s.warmup + s.steps {
         let timing = it >= s.warmup;
         if timing && it == s.warmup {
@@ -229,7 +234,12 @@ pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Result<
         for run in runs.iter_mut() {
             run.step(it, &batch, timing)?;
         }
+        progress.update(it as u64 + 1, || {
+            let phase = if timing { "timed" } else { "warm-up" };
+            format!("{} ({phase})", names.join(" + "))
+        });
     }
+    progress.finish();
     profile::enable(false);
     let (median, mean) = runs[0].stats();
     let tokens = (s.batch * s.seq) as f64;

@@ -276,6 +276,15 @@ pub struct MetricsSection {
     /// Peak FLOP/s of one device for the MFU estimate; by default 3e11 on CPU (2-core fp32 GEMM
     /// peak measured here) and 4.95e14 on CUDA (H100 TF32 dense).
     pub peak_flops: Option<f64>,
+    /// When stderr is not a terminal (a log file), print a progress line (step/total, loss,
+    /// lr, tokens/s, MFU, elapsed, ETA) every this many steps; 0: by time only
+    /// (`progress_seconds`). The first and the last step always get one.
+    #[serde(default)]
+    pub progress_steps: usize,
+    /// When stderr is not a terminal, print a progress line at least every this many seconds
+    /// (or every `progress_steps` steps, whichever comes first).
+    #[serde(default = "default_progress_seconds")]
+    pub progress_seconds: f64,
     /// Also write the train and val scalars as TensorBoard event files in `RUN_DIR/tb/`.
     #[serde(default = "yes")]
     pub tensorboard: bool,
@@ -290,9 +299,15 @@ impl Default for MetricsSection {
         Self {
             log_interval: 1,
             peak_flops: None,
+            progress_steps: 0,
+            progress_seconds: default_progress_seconds(),
             tensorboard: true,
         }
     }
+}
+
+fn default_progress_seconds() -> f64 {
+    30.0
 }
 
 /// What a non-finite step does.
@@ -405,6 +420,13 @@ impl RunConfig {
         }
         if self.metrics.log_interval == 0 {
             return Err(TrainError::config("metrics.log_interval", "at least 1"));
+        }
+        let secs = self.metrics.progress_seconds;
+        if secs.is_nan() || secs < 0.0 {
+            return Err(TrainError::config(
+                "metrics.progress_seconds",
+                "a number of seconds, 0 or more",
+            ));
         }
         self.schedule
             .build()

@@ -107,11 +107,12 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
         };
         let depth = 2 * cfg.batch.grad_accum;
         let prefetch = Prefetcher::new(shared.train.clone(), layout, position, depth)?;
+        let total = shared.schedule.total;
+        let stop_at = shared.opts.stop_at.unwrap_or(total).min(total);
         let reporter = match rank.is_main() {
-            true => Some(Reporter::open(shared, rank.world, &state)?),
+            true => Some(Reporter::open(shared, rank.world, &state, stop_at)?),
             false => None,
         };
-        let total = shared.schedule.total;
         Ok(Self {
             shared,
             group,
@@ -120,7 +121,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
             optim,
             layout,
             prefetch,
-            stop_at: shared.opts.stop_at.unwrap_or(total).min(total),
+            stop_at,
             reporter,
             checkpoints: Checkpointer::new(shared, resume_from),
             state,
@@ -296,6 +297,7 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
         if reporter.due(step, last) || update.mask_report.is_some() {
             reporter.train(&self.state, update, step_s)?;
         }
+        reporter.progress(&self.state, update, step_s);
         let cfg = &self.shared.cfg;
         if eval::due(cfg.eval.interval, self.shared.schedule.total, step) {
             let (val, micro) = (&self.shared.val, self.layout.micro_batch);

@@ -1,7 +1,11 @@
 //! Rank 0's record of a run: the `metrics.jsonl` lines (train and val) and the same scalars in
-//! TensorBoard's `tb/` folder, the console line after each evaluation, the progress bar, and
-//! when a train line is due.
+//! TensorBoard's `tb/` folder, the console line after each evaluation, when a train line is
+//! due, and the progress: a bar on a terminal, else a plain line every `metrics.progress_steps`
+//! steps or `metrics.progress_seconds` seconds (`step 120/1000  loss 5.2341  lr 1.20e-3  8,210
+//! tok/s  MFU 2.1%  elapsed 2m10s  ETA 15m40s`, tokens/s and MFU averaged over the steps since
+//! the previous line).
 
+use ire_core::progress::{format_count, Cadence, Progress};
 use ire_optim::OptimName;
 
 use crate::checkpoint::TrainerState;
@@ -15,7 +19,9 @@ use crate::TrainError;
 pub(crate) struct Reporter {
     metrics: MetricsWriter,
     tensorboard: Option<EventWriter>,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Progress,
+    /// Tokens and step seconds since the last progress line.
+    window: (u64, f64),
     log_interval: usize,
     tokens_per_step: u64,
     flops_per_token: f64,
@@ -25,8 +31,14 @@ pub(crate) struct Reporter {
 
 impl Reporter {
     /// Opens `metrics.jsonl` (keeping the lines up to `state.step` on resume) and the progress
-    /// bar when asked for; `world` devices count towards the peak FLOP/s.
-    pub fn open(shared: &Shared, world: usize, state: &TrainerState) -> Result<Self, TrainError> {
+    /// (a bar when `opts.progress`, else lines; this process stops after step `stop_at`);
+    /// `world` devices count towards the peak FLOP/s.
+    pub fn open(
+        shared: &Shared,
+        world: usize,
+        state: &TrainerState,
+        stop_at: usize,
+    ) -> Result<Self, TrainError> {
         let metrics = MetricsWriter::open(&shared.run_dir.join("metrics.jsonl"), Some(state.step))?;
         let tensorboard = match shared.cfg.metrics.tensorboard {
             true => Some(EventWriter::create(
@@ -35,15 +47,18 @@ impl Reporter {
             )?),
             false => None,
         };
-        let total = shared.schedule.total;
-        let progress = shared
-            .opts
-            .progress
-            .then(|| progress_bar(total, state.step));
+        let cadence = Cadence {
+            steps: shared.cfg.metrics.progress_steps as u64,
+            seconds: shared.cfg.metrics.progress_seconds,
+        };
+        let (at, total) = (state.step as u64, shared.schedule.total as u64);
+        let progress = Progress::new("step", at, total, cadence, shared.opts.progress)
+            .ending_at(stop_at as u64);
         Ok(Self {
             metrics,
             tensorboard,
             progress,
+            window: (0, 0.0),
             log_interval: shared.cfg.metrics.log_interval,
             tokens_per_step: shared.tokens_per_step(),
             flops_per_token: shared.model_cfg.flops_per_token(shared.seq_len),
@@ -73,22 +88,39 @@ impl Reporter {
             lr: Some(update.lr),
             grad_norm: Some(update.grad_norm as f64),
             tokens_per_s: Some(tps),
-            mfu: Some(self.flops_per_token * tps / self.peak_flops),
+            mfu: Some(self.mfu(tps)),
             wall_s: state.wall_s,
             mask_fraction: update.mask.map(|m| m.fraction),
             kappa_t: self.is_admire.then_some(update.kappa_t),
             mask: update.mask_report.clone(),
         };
         self.metrics.write(&line)?;
-        self.scalars(&line)?;
-        if let Some(pb) = &self.progress {
-            pb.set_position(state.step as u64);
-            pb.set_message(format!(
-                "loss {:.4}  lr {:.2e}  {tps:.0} tok/s",
-                update.loss, update.lr
-            ));
+        self.scalars(&line)
+    }
+
+    /// Every step: the bar, or a progress line when one is due.
+    pub fn progress(&mut self, state: &TrainerState, update: &Update, step_s: f64) {
+        self.window.0 += self.tokens_per_step;
+        self.window.1 += step_s;
+        let tps = self.window.0 as f64 / self.window.1.max(1e-9);
+        let mfu = self.mfu(tps);
+        let shown = self.progress.update(state.step as u64, || {
+            format!(
+                "loss {:.4}  lr {:.2e}  {} tok/s  MFU {:.1}%",
+                update.loss,
+                update.lr,
+                format_count(tps.round() as u64),
+                100.0 * mfu
+            )
+        });
+        if shown {
+            self.window = (0, 0.0);
         }
-        Ok(())
+    }
+
+    /// Model FLOPs utilisation at `tps` tokens per second.
+    fn mfu(&self, tps: f64) -> f64 {
+        self.flops_per_token * tps / self.peak_flops
     }
 
     /// The val line (and a console line) after an evaluation at `state.step`.
@@ -146,9 +178,7 @@ impl Reporter {
 
     /// Clears the progress bar.
     pub fn finish(&mut self) {
-        if let Some(pb) = self.progress.take() {
-            pb.finish_and_clear();
-        }
+        self.progress.finish();
     }
 }
 
@@ -165,15 +195,4 @@ fn mask_scalars(mask: &ire_optim::MaskReport) -> Vec<(String, f64)> {
     let layers = mask.layers.iter().enumerate();
     tags.extend(layers.map(|(i, f)| (format!("mask/layer/{i}"), *f)));
     tags
-}
-
-fn progress_bar(total: usize, at: usize) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
-    ) {
-        pb.set_style(style);
-    }
-    pb.set_position(at as u64);
-    pb
 }

@@ -20,7 +20,7 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Stop (with a checkpoint) once this many steps are done, before `schedule.total`.
     pub stop_at: Option<usize>,
-    /// Draw a progress bar on the terminal.
+    /// Draw a progress bar on the terminal (else plain progress lines, `metrics.progress_*`).
     pub progress: bool,
     /// Config keys (or sections) allowed to differ from the checkpoint's on resume.
     pub allow_changes: Vec<String>,

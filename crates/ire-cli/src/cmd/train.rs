@@ -28,7 +28,8 @@ pub struct Args {
     /// Stop with a checkpoint after this many steps (the schedule still spans schedule.total).
     #[arg(long)]
     stop_at: Option<usize>,
-    /// Never draw a progress bar.
+    /// Never draw a progress bar: print plain progress lines (as when stderr is not a
+    /// terminal; their cadence is metrics.progress_steps / metrics.progress_seconds).
     #[arg(long)]
     no_progress: bool,
     /// With --resume: accept a change of this config key or section against the checkpoint's
@@ -59,6 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     overrides.push(format!("dist.processes={}", launch.world));
     let cfg = RunConfig::load(&path, &overrides)
         .with_context(|| format!("reading the run config {}", path.display()))?;
+    if launch.rank == 0 {
+        crate::log::open_run_log(&cfg.run.dir, resume)?;
+    }
     let devices = crate::backend::process_devices(&cfg.run.devices, &launch)?;
     let peak = cfg
         .metrics
@@ -83,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(exit); // rank 0 reports for the job
     }
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
-    println!(
+    let closing = format!(
         "{} after {} steps: train loss {}, val loss {}; checkpoint {}; metrics {}",
         if summary.interrupted {
             "stopped"
@@ -100,8 +104,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .unwrap_or_else(|| "-".into()),
         run_dir.join("metrics.jsonl").display()
     );
+    println!("{closing}");
+    crate::log::write_line(&closing);
     if summary.interrupted && summary.checkpoint.is_some() {
-        println!("continue with: ire train --resume {}", run_dir.display());
+        let resume = format!("continue with: ire train --resume {}", run_dir.display());
+        println!("{resume}");
+        crate::log::write_line(&resume);
     }
     Ok(exit)
 }

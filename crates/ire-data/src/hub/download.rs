@@ -21,7 +21,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use ire_core::Progress;
 use tracing::{info, warn};
 use ureq::{Agent, AgentBuilder, RedirectAuthHeaders, Response};
 
@@ -134,11 +134,11 @@ impl Downloader {
         let _lock = lock_blob(&blobs.join(format!("{}.lock", remote.blob)))?;
         if !blobs.join(&remote.blob).is_file() {
             let part = blobs.join(format!("{}.part", remote.blob));
-            let pb = self.progress_bar(file, size);
+            let mut progress = self.progress(file, size);
             info!(repo = %repo.id, file, bytes = size, "downloading");
-            self.retrying(file, || self.fetch_part(&url, &part, size, &pb))
+            self.retrying(file, || self.fetch_part(&url, &part, size, &mut progress))
                 .map_err(|m| err("downloading", m))?;
-            pb.finish_and_clear();
+            progress.finish();
         }
         finish_part(cache, listing, file, &remote)?
             .ok_or_else(|| err("finishing", "the downloaded .part is gone".into()))
@@ -230,7 +230,7 @@ impl Downloader {
         url: &str,
         part: &Path,
         size: u64,
-        pb: &ProgressBar,
+        progress: &mut Progress,
     ) -> std::result::Result<(), Failure> {
         let local = |e: std::io::Error| Failure::fatal(format!("{}: {e}", part.display()));
         let mut out = OpenOptions::new()
@@ -259,8 +259,7 @@ impl Downloader {
         let from = resume_offset(&response, start)?;
         out.set_len(from).map_err(local)?;
         out.seek(SeekFrom::Start(from)).map_err(local)?;
-        pb.set_position(from);
-        copy_body(response.into_reader(), &mut out, pb, &local)?;
+        copy_body(response.into_reader(), &mut out, (from, progress), &local)?;
         let len = out.metadata().map_err(local)?.len();
         if len > size {
             out.set_len(0).map_err(local)?;
@@ -276,18 +275,15 @@ impl Downloader {
         }
     }
 
-    fn progress_bar(&self, file: &str, size: u64) -> ProgressBar {
-        if !self.progress {
-            return ProgressBar::hidden();
-        }
-        let pb = ProgressBar::new(size);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
-        ) {
-            pb.set_style(style);
-        }
-        pb.set_message(file.to_string());
-        pb
+    /// The download's progress: a bar on a terminal (when `progress` is on), else a line
+    /// every 10 s.
+    fn progress(&self, file: &str, size: u64) -> Progress {
+        let bar = self.progress && ire_core::progress::stderr_is_terminal();
+        let cadence = ire_core::Cadence {
+            steps: 0,
+            seconds: 10.0,
+        };
+        Progress::new(&format!("downloading {file}:"), 0, size, cadence, bar).in_bytes()
     }
 }
 
@@ -316,11 +312,12 @@ fn resume_offset(response: &Response, start: u64) -> std::result::Result<u64, Fa
     }
 }
 
-/// Appends the body to `out`; a read error (timeout, closed connection) may be retried.
+/// Appends the body to `out`, which holds `at` bytes, and shows the progress; a read error
+/// (timeout, closed connection) may be retried.
 fn copy_body(
     mut body: impl Read,
     out: &mut File,
-    pb: &ProgressBar,
+    (mut at, progress): (u64, &mut Progress),
     local: &dyn Fn(std::io::Error) -> Failure,
 ) -> std::result::Result<(), Failure> {
     let mut buf = vec![0u8; 1 << 16];
@@ -332,7 +329,8 @@ fn copy_body(
             Err(e) => return Err(Failure::retry(format!("reading the body: {e}"))),
         };
         out.write_all(&buf[..n]).map_err(local)?;
-        pb.inc(n as u64);
+        at += n as u64;
+        progress.update(at, String::new);
     }
 }
 

@@ -1,8 +1,9 @@
 //! Hugging Face hub access: list and fetch repo files through the standard HF cache.
 //!
 //! Online, repos are listed through `hf-hub` and files downloaded by ire's own client
-//! (timeouts, retries, resume from `.part`, progress bars, `HF_TOKEN` or the token file for
-//! gated repos; see `download.rs`) into the cache shared with Python's `huggingface_hub`:
+//! (timeouts, retries, resume from `.part`, progress: a bar, or log lines without a terminal;
+//! `HF_TOKEN` or the token file for gated repos; see `download.rs`) into the cache shared with
+//! Python's `huggingface_hub`:
 //! `$HF_HOME/hub/datasets--Org--Name/{refs/<revision>, snapshots/<commit>/<file>, blobs/}`.
 //! With `HF_HUB_OFFLINE=1` nothing touches the network: the revision is resolved through
 //! `refs/<revision>` and files are read from `snapshots/<commit>/`, which is also how files

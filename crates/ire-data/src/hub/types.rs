@@ -102,7 +102,8 @@ pub struct HubOptions {
     pub token: Option<String>,
     /// Hub URL (`HF_ENDPOINT`), default `https://huggingface.co`.
     pub endpoint: Option<String>,
-    /// Show download progress bars (they stay hidden when stderr is not a terminal).
+    /// Show a download progress bar on a terminal (without one, or with this off, the progress
+    /// is a log line every 10 s).
     pub progress: bool,
     /// Limit on one listing request (connect + answer), and on a download's connect and each
     /// of its reads; default 30 s.
