@@ -83,6 +83,9 @@ pub fn sections() -> Vec<SectionDoc> {
                 .map(|(key, p)| key_doc(key, p, root, required.contains(&key.as_str())))
                 .collect();
             keys.sort_by_key(|k| position(&order, name, &k.name));
+            if name == "optim" {
+                mark_admire_only(&mut keys);
+            }
             SectionDoc {
                 name: name.clone(),
                 about: one_line(prop.get("description")),
@@ -92,6 +95,16 @@ pub fn sections() -> Vec<SectionDoc> {
         .collect();
     out.sort_by_key(|s| position(&order, &s.name, ""));
     out
+}
+
+/// Says on each AdmIRE-only key of `[optim]` that AdamW refuses it.
+fn mark_admire_only(keys: &mut [KeyDoc]) {
+    for key in keys {
+        if ire_optim::ADMIRE_ONLY_KEYS.contains(&key.name.as_str()) {
+            key.about
+                .push_str(" AdmIRE only: refused with `name = \"adamw\"`.");
+        }
+    }
 }
 
 fn key_doc(name: &str, prop: &Json, root: &Json, required: bool) -> KeyDoc {
@@ -505,6 +518,18 @@ mod tests {
         assert_eq!(
             text.lines().nth(comment).unwrap(),
             "# Adam β₂. Default 0.95. [float; default 0.95]"
+        );
+        let kappa = text
+            .lines()
+            .position(|l| l.starts_with("# kappa = "))
+            .unwrap()
+            - 1;
+        assert!(
+            text.lines()
+                .nth(kappa)
+                .unwrap()
+                .contains("AdmIRE only: refused with"),
+            "{text}"
         );
     }
 }
