@@ -28,8 +28,9 @@ pub const DEFAULT_PEAK_FLOPS: f64 = 4.95e14;
 /// from: `metrics.peak_flops` when the config sets it; on CUDA the stated [`DEFAULT_PEAK_FLOPS`];
 /// on the CPU this machine's f32 GEMM peak on the run's threads, measured now and written into
 /// `cfg` when this process is the whole job, so the run's config.toml records it and a resumed
-/// run reads it back instead of measuring again.
-pub fn peak_flops(cfg: &mut ire_train::RunConfig, world: usize) -> (f64, String) {
+/// run reads it back instead of measuring again. Only rank 0 reports MFU, so the other ranks of
+/// a multi-process job do not measure (their GEMMs would slow rank 0's).
+pub fn peak_flops(cfg: &mut ire_train::RunConfig, world: usize, rank: usize) -> (f64, String) {
     if let Some(peak) = cfg.metrics.peak_flops {
         let why = "metrics.peak_flops of the config; a CPU run records its measured peak there";
         return (peak, why.into());
@@ -37,6 +38,9 @@ pub fn peak_flops(cfg: &mut ire_train::RunConfig, world: usize) -> (f64, String)
     if cfg!(feature = "cuda") {
         let why = "default for CUDA: H100 TF32 dense; set metrics.peak_flops for another GPU";
         return (DEFAULT_PEAK_FLOPS, why.into());
+    }
+    if rank != 0 {
+        return (DEFAULT_PEAK_FLOPS, "unused: rank 0 reports MFU".into());
     }
     let (peak, threads) = ire_llama::ops::kernels::gemm::measure_peak_flops();
     if world == 1 {

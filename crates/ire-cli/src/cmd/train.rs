@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     .with_context(|| format!("reading the run config {}", path.display()))?;
     let devices = crate::backend::process_devices(&cfg.run.devices, &launch)?;
-    let (peak, source) = crate::backend::peak_flops(&mut cfg, launch.world);
+    let (peak, source) = crate::backend::peak_flops(&mut cfg, launch.world, launch.rank);
     if launch.rank == 0 {
         tracing::info!(
             "MFU against a peak of {:.3} TFLOP/s per device ({source})",
