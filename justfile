@@ -38,3 +38,7 @@ check-cuda:
 # Build the CUDA binary for the GPU machine (see tools/gpu-check.sh).
 build-cuda:
     CUDARC_CUDA_VERSION=13000 cargo build --release -p ire-cli --features cuda
+
+# Regenerate docs/config.md from the config structs' doc comments (a test fails when it is stale).
+config-docs:
+    cargo run --release -- config --reference > docs/config.md

@@ -318,6 +318,79 @@ fn config_errors_are_one_clear_line() {
     let out = ire(&["train", "--config", "nope.toml"], tmp.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.toml"), "{err}");
+    // Settings that cannot be meant: an AdmIRE key on an AdamW run, a sequence past the context.
+    let adamw = repo.join("configs/tiny-adamw.toml");
+    for (set, needles) in [
+        ("optim.kappa=2", ["optim.kappa", "only applies to AdmIRE"]),
+        (
+            "batch.seq_len=512",
+            ["batch.seq_len", "set model.max_position_embeddings = 512"],
+        ),
+    ] {
+        let out = ire(
+            &["train", "--config", adamw.to_str().unwrap(), "--set", set],
+            tmp.path(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{set}: {err}");
+        }
+    }
+}
+
+/// `ire config` prints a config that resolves to itself and trains; the CPU's measured MFU peak
+/// is logged, recorded in the run's config.toml and read back (not measured) on resume.
+#[test]
+fn ire_config_prints_a_config_that_trains() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-adamw.toml");
+    let mut args = vec!["config", "--config", config.to_str().unwrap()];
+    args.extend(SMALL);
+    let resolved = ok(&ire(&args, cwd));
+    for line in [
+        "hidden_size = 64",
+        "# kappa = 4.0  # AdmIRE only: refused with optim.name = \"adamw\"",
+        "# peak_flops =  # unset",
+    ] {
+        assert!(resolved.lines().any(|l| l == line), "{line}\n{resolved}");
+    }
+    std::fs::write(cwd.join("resolved.toml"), &resolved).unwrap();
+    // Only the first line (it names the file) differs when the output is resolved again.
+    let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    let again = ok(&ire(&["config", "--config", "resolved.toml"], cwd));
+    assert_eq!(body(&again), body(&resolved));
+
+    ok(&ire(&["prepare", "--config", "resolved.toml"], cwd));
+    let train = ["train", "--config", "resolved.toml", "--no-progress"];
+    let out = ire(&train, cwd);
+    assert!(ok(&out).contains("finished after 6 steps"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("MFU against a peak of") && log.contains("measured: f32 GEMM"),
+        "{log}"
+    );
+    // The run's config is the same config plus the measured peak.
+    let saved = ok(&ire(
+        &["config", "--config", "runs/tiny-adamw/config.toml"],
+        cwd,
+    ));
+    let differ: Vec<(&str, &str)> = saved
+        .lines()
+        .zip(resolved.lines())
+        .skip(1)
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(differ.len(), 1, "{differ:?}");
+    assert!(differ[0].0.starts_with("peak_flops = "), "{differ:?}");
+    let resume = ["train", "--resume", "runs/tiny-adamw", "--no-progress"];
+    let out = ire(&resume, cwd);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("(metrics.peak_flops of the config"), "{log}");
 }
 
 #[test]

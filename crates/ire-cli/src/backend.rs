@@ -16,12 +16,43 @@ pub type Training = burn::backend::Autodiff<Backend>;
 /// Device type of [`Backend`].
 pub type Device = burn::tensor::Device<Backend>;
 
-/// Peak FLOP/s of one device for the MFU estimate when the config gives none.
+/// Peak FLOP/s of one device for `ire bench`'s MFU when `--peak-flops` gives none (`ire train`
+/// measures the CPU instead: [`peak_flops`]).
 #[cfg(not(feature = "cuda"))]
 pub const DEFAULT_PEAK_FLOPS: f64 = 3.0e11;
 /// Peak FLOP/s of one device for the MFU estimate when the config gives none (H100 TF32).
 #[cfg(feature = "cuda")]
 pub const DEFAULT_PEAK_FLOPS: f64 = 4.95e14;
+
+/// The peak FLOP/s of one device that a run's MFU is measured against, and where it comes
+/// from: `metrics.peak_flops` when the config sets it; on CUDA the stated [`DEFAULT_PEAK_FLOPS`];
+/// on the CPU this machine's f32 GEMM peak on the run's threads, measured now and written into
+/// `cfg` when this process is the whole job, so the run's config.toml records it and a resumed
+/// run reads it back instead of measuring again. Only rank 0 reports MFU, so the other ranks of
+/// a multi-process job do not measure (their GEMMs would slow rank 0's).
+pub fn peak_flops(cfg: &mut ire_train::RunConfig, world: usize, rank: usize) -> (f64, String) {
+    if let Some(peak) = cfg.metrics.peak_flops {
+        let why = "metrics.peak_flops of the config; a CPU run records its measured peak there";
+        return (peak, why.into());
+    }
+    if cfg!(feature = "cuda") {
+        let why = "default for CUDA: H100 TF32 dense; set metrics.peak_flops for another GPU";
+        return (DEFAULT_PEAK_FLOPS, why.into());
+    }
+    if rank != 0 {
+        return (DEFAULT_PEAK_FLOPS, "unused: rank 0 reports MFU".into());
+    }
+    let (peak, threads) = ire_llama::ops::kernels::gemm::measure_peak_flops();
+    if world == 1 {
+        cfg.metrics.peak_flops = Some(peak);
+        let why = format!("measured: f32 GEMM on {threads} threads, recorded in the run's config");
+        return (peak, why);
+    }
+    (
+        peak,
+        format!("measured: f32 GEMM on {threads} threads, this process"),
+    )
+}
 
 /// The device commands run on by default (`cuda:0` on the CUDA build, checked usable).
 pub fn default_device() -> anyhow::Result<Device> {

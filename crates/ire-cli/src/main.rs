@@ -30,6 +30,8 @@ enum Command {
     Prepare(cmd::prepare::Args),
     /// Plot runs' loss curves and print the speed-up table.
     Compare(cmd::compare::Args),
+    /// Print a config resolved (every key, its value and meaning), or the reference of every key.
+    Config(cmd::config::Args),
     /// A config's expected peak memory per device, from the shapes.
     Memory(cmd::memory::Args),
     /// Export a run's checkpoint as a Hugging Face folder.
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Prepare(args) => cmd::prepare::run(args),
         Command::Compare(args) => cmd::compare::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Config(args) => cmd::config::run(args),
         Command::Memory(args) => cmd::memory::run(args),
         Command::Sample(args) => cmd::sample::run(args),
         Command::Sharpness(args) => cmd::sharpness::run(args),

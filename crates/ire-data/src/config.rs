@@ -155,6 +155,24 @@ impl Serialize for DatasetSource {
     }
 }
 
+/// The schema of the TOML forms above (serde is hand-written for this type, so the derive
+/// cannot see them); `ire config` and docs/config.md show it.
+impl schemars::JsonSchema for DatasetSource {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DatasetSource".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": ["wikitext-103", "wikitext-2", "minipile", "openwebtext", "embedded", "moby-dick"] },
+                { "title": "{ local = PATH, text_field = \"text\" }", "type": "object" },
+                { "title": "{ openwebtext = { repo = …, revision = … } }", "type": "object" }
+            ]
+        })
+    }
+}
+
 /// The table form `{ openwebtext = { repo = …, revision = … } }`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,7 +253,7 @@ impl<'de> Deserialize<'de> for DatasetSource {
 }
 
 /// Which tokenizer turns text into ids.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TokenizerSpec {
     /// GPT-2's byte-level BPE (`openai-community/gpt2`, `tokenizer.json`): 50257 tokens,
@@ -266,7 +284,7 @@ impl TokenizerSpec {
 }
 
 /// Settings of a tokenizer trained by `prepare`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainTokenizer {
     /// Vocabulary size, `<|endoftext|>` and the 256 byte tokens included (≥ 258).
@@ -301,7 +319,9 @@ fn default_max_train_bytes() -> u64 {
 }
 
 /// How global sample indices map to windows (the samplers are in `loader`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// Uniform random start offsets over the whole split (nanoGPT).
@@ -312,7 +332,7 @@ pub enum SamplerKind {
 }
 
 /// Everything `prepare` and the loader need to know about the data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// The text source; default `"embedded"` (State of the Union addresses, no network).

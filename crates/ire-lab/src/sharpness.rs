@@ -240,7 +240,7 @@ fn validation_windows(run_dir: &Path, n: usize) -> Result<(Batch, usize), LabErr
     if n == 0 {
         return Err(LabError::config("--windows", "at least 1"));
     }
-    let cfg = RunConfig::load(&run_dir.join(RUN_CONFIG_FILE), &[])?;
+    let cfg = RunConfig::load_saved(&run_dir.join(RUN_CONFIG_FILE), &[])?;
     let dataset = ire_data::prepare(&cfg.data, &cfg.data.prepared_dir())?;
     let model_cfg = cfg.model.resolve()?;
     let seq_len = cfg.seq_len(&model_cfg);

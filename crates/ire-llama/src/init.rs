@@ -15,7 +15,9 @@ use crate::{LlamaConfig, LlamaError};
 use ire_core::SplitMix64;
 
 /// How fresh weights are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum InitScheme {
     /// PyTorch module defaults, what the paper's 229M run used: Linear `U(±1/√fan_in)`,

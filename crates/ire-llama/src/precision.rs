@@ -22,7 +22,9 @@ use burn::tensor::{DType, FloatDType};
 use serde::{Deserialize, Serialize};
 
 /// The dtype of the model's matmuls (`run.precision`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Everything in f32 (the paper's Wikitext-103 and Minipile setting).

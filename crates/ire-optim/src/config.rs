@@ -17,17 +17,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::OptimError;
 
 /// Which optimizer runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimName {
-    /// Plain AdamW (PyTorch semantics); the AdmIRE fields are ignored.
+    /// Plain AdamW (PyTorch semantics); the AdmIRE-only keys are refused.
     Adamw,
     /// AdamW + implicit-regularization enhancement (the paper's AdmIRE).
     Admire,
 }
 
 /// Over which set of coordinates the γ-quantile threshold is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MaskScope {
     /// One threshold over all parameters of the model (the paper's code).
@@ -37,7 +37,7 @@ pub enum MaskScope {
 }
 
 /// Where the diagonal-Hessian estimate `h` comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Estimator {
     /// Sophia's Gauss-Newton-Bartlett estimator on a fresh batch with labels sampled from the
@@ -50,7 +50,7 @@ pub enum Estimator {
 }
 
 /// How the GNB gradient ĝ becomes `h` (only the ranking matters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HessianForm {
     /// `h = ĝ²` (`ire.py`).
@@ -59,8 +59,22 @@ pub enum HessianForm {
     Abs,
 }
 
+/// The keys of `[optim]` that only AdmIRE reads: AdamW ignores them, so a config that writes
+/// one with `name = "adamw"` is refused (`ire_train::RunConfig::parse`), and a resolved AdamW
+/// config omits them.
+pub const ADMIRE_ONLY_KEYS: &[&str] = &[
+    "kappa",
+    "gamma",
+    "interval",
+    "prog_decay",
+    "scope",
+    "estimator",
+    "hessian",
+    "start",
+];
+
 /// The `[optim]` section. Defaults are the paper's Llama settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     /// `"admire"` or `"adamw"` (required).
@@ -113,6 +127,7 @@ pub struct OptimConfig {
         deserialize_with = "de_clip_norm",
         serialize_with = "ser_clip_norm"
     )]
+    #[schemars(schema_with = "clip_norm_schema")]
     pub clip_norm: Option<f64>,
 }
 
@@ -168,6 +183,11 @@ fn de_clip_norm<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error
             "clip_norm must be a number (e.g. 1.0) or false",
         )),
     }
+}
+
+/// A norm or `false`, for the config reference.
+fn clip_norm_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "number" }, { "const": false }], "default": 1.0 })
 }
 
 fn ser_clip_norm<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {

@@ -79,7 +79,7 @@ pub mod toy;
 pub use admire::{MaskStats, Optimizer, ParamState};
 pub use backend::TrainBackend;
 pub use clip::{clip_global_norm, global_grad_norm};
-pub use config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
+pub use config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ADMIRE_ONLY_KEYS};
 pub use error::OptimError;
 pub use fused::FusedUpdate;
 pub use gnb::{gnb_gradients, gnb_seed, gnb_uniforms, sample_labels, LogitsModel};

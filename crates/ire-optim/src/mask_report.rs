@@ -18,7 +18,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The diagnostics of one mask refresh; see the module docs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MaskReport {
     /// τ, the threshold of `n = 1[h ≤ τ]` (the largest per-tensor τ with `scope = per_tensor`).
     pub tau: f64,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::OptimError;
 
 /// The learning-rate schedule's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
     /// Linear warm-up to `lr_max`, then cosine to `lr_min` at `total` (the paper's `get_lr`).
@@ -23,7 +23,7 @@ pub enum ScheduleKind {
 }
 
 /// The `[schedule]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// `"cosine"` (default) or `"constant"`.

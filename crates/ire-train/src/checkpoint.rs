@@ -34,8 +34,9 @@ pub const OPTIMIZER_DIR: &str = "optimizer";
 /// Sizes and hashes of a checkpoint's files.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// Everything besides weights and optimizer state needed to continue a run exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything besides weights and optimizer state needed to continue a run exactly
+/// (`trainer_state.json`; docs/metrics.md documents every field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrainerState {
     /// Optimizer steps done; the next iteration to run.
     pub step: usize,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 
 /// A whole training run, as read from `configs/*.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Name, directory, seed and devices of the run.
@@ -32,7 +32,7 @@ pub struct RunConfig {
     /// Periodic checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointSection,
-    /// Logging.
+    /// Logging: metrics.jsonl and the MFU estimate.
     #[serde(default)]
     pub metrics: MetricsSection,
     /// What to do when a step's loss or gradient norm is not finite.
@@ -44,7 +44,9 @@ pub struct RunConfig {
 }
 
 /// The collective engine of a data-parallel group (`dist.engine`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// `local` for one process, `nccl` for several processes on CUDA, `mpi` on CPU.
@@ -60,7 +62,7 @@ pub enum EngineKind {
 
 /// `[dist]`: how the processes of a multi-process job (one per device, started by mpirun, srun
 /// or torchrun) form their group. A single process needs none of it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DistSection {
     /// `auto` (default), `local`, `mpi` or `nccl`.
@@ -107,7 +109,7 @@ fn one_process() -> usize {
 }
 
 /// `[run]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
     /// Human-readable name, used in logs and plots.
@@ -136,7 +138,7 @@ fn default_devices() -> Vec<String> {
 }
 
 /// `[model]`: a preset, optionally with individual fields replaced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// `tiny`, `60m`, `119m` or `229m`.
@@ -194,7 +196,7 @@ impl ModelSection {
 }
 
 /// `[batch]`: the global batch is `micro_batch × grad_accum × devices` sequences.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSection {
     /// Sequences per forward/backward on one device.
@@ -211,7 +213,7 @@ fn one() -> usize {
 }
 
 /// `[eval]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSection {
     /// Evaluate every this many steps (and at the last step); 0 disables periodic evaluation.
@@ -239,7 +241,7 @@ impl Default for EvalSection {
 }
 
 /// `[checkpoint]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSection {
     /// Save every this many steps (and at the end, and on Ctrl-C); 0 saves only at the end.
@@ -267,14 +269,16 @@ impl Default for CheckpointSection {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Write a train line to metrics.jsonl every this many steps.
     #[serde(default = "one")]
     pub log_interval: usize,
-    /// Peak FLOP/s of one device for the MFU estimate; by default 3e11 on CPU (2-core fp32 GEMM
-    /// peak measured here) and 4.95e14 on CUDA (H100 TF32 dense).
+    /// Peak FLOP/s of one device that MFU is measured against (docs/metrics.md). Unset: on the
+    /// CPU, `ire train` measures this machine's f32 GEMM peak on the run's threads at start
+    /// (under a second) and records it here in the run's config.toml, so a resume reuses it; on
+    /// CUDA 4.95e14 (H100 TF32 dense). The log's first lines say which.
     pub peak_flops: Option<f64>,
     /// When stderr is not a terminal (a log file), print a progress line (step/total, loss,
     /// lr, tokens/s, MFU, elapsed, ETA) every this many steps; 0: by time only
@@ -311,7 +315,7 @@ fn default_progress_seconds() -> f64 {
 }
 
 /// What a non-finite step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NonFinitePolicy {
     /// Stop the run (no update applied, nothing saved from the bad step).
@@ -321,7 +325,7 @@ pub enum NonFinitePolicy {
 }
 
 /// `[guard]`: the check between the backward pass and the optimizer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuardSection {
     /// `"stop"` (default) or `"skip"`.
@@ -356,8 +360,26 @@ impl RunConfig {
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 
+    /// As [`RunConfig::load`] for a config that ire wrote itself (a run's or a checkpoint's
+    /// `config.toml`): the same, except that AdmIRE-only keys on an AdamW run are ignored, not
+    /// refused: earlier versions of ire wrote them into every resolved config.
+    pub fn load_saved(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::parse_text(&text, &path.display().to_string(), overrides, false)
+    }
+
     /// As [`RunConfig::load`] from text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self, TrainError> {
+        Self::parse_text(text, origin, overrides, true)
+    }
+
+    /// [`RunConfig::parse`]; `check_written` refuses keys written for another optimizer.
+    fn parse_text(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+        check_written: bool,
+    ) -> Result<Self, TrainError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|span| line_column(text, span.start));
             TrainError::Config {
@@ -370,6 +392,9 @@ impl RunConfig {
         })?;
         for item in overrides {
             apply_override(&mut value, item)?;
+        }
+        if check_written {
+            refuse_foreign_optim_keys(&value)?;
         }
         // serde_path_to_error names the key at fault (`optim.kappa`), which toml's own error
         // loses once overrides have turned the text into a tree.
@@ -400,8 +425,20 @@ impl RunConfig {
         if self.batch.grad_accum == 0 {
             return Err(TrainError::config("batch.grad_accum", "a positive integer"));
         }
-        if self.seq_len(&model) == 0 {
+        let seq_len = self.seq_len(&model);
+        if seq_len == 0 {
             return Err(TrainError::config("batch.seq_len", "a positive integer"));
+        }
+        if seq_len > model.max_position_embeddings {
+            return Err(TrainError::config(
+                "batch.seq_len",
+                format!(
+                    "{seq_len} is beyond the model's context (model.max_position_embeddings = {}): \
+                     set model.max_position_embeddings = {seq_len} to train on longer sequences \
+                     (the export then says so), or lower batch.seq_len",
+                    model.max_position_embeddings
+                ),
+            ));
         }
         if self.checkpoint.keep == 0 {
             return Err(TrainError::config("checkpoint.keep", "at least 1"));
@@ -455,9 +492,57 @@ impl RunConfig {
         self.batch.micro_batch * self.batch.grad_accum * self.replicas()
     }
 
-    /// The config as TOML text (saved in the run directory and in every checkpoint).
+    /// The config as TOML text (saved in the run directory and in every checkpoint). An AdamW
+    /// run's `[optim]` leaves out the AdmIRE-only keys, so the text loads as a config again.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a RunConfig always serializes to TOML")
+        let text = toml::to_string_pretty(self).expect("a RunConfig always serializes to TOML");
+        match self.optim.name {
+            ire_optim::OptimName::Admire => text,
+            ire_optim::OptimName::Adamw => without_admire_keys(&text),
+        }
+    }
+}
+
+/// `text` without the lines of `[optim]` that set an AdmIRE-only key. Those values are scalars,
+/// one line each, so dropping lines keeps the rest (and its order) byte for byte.
+fn without_admire_keys(text: &str) -> String {
+    let mut section = "";
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed;
+        }
+        let key = trimmed.split('=').next().unwrap_or("").trim();
+        if section == "[optim]" && ire_optim::ADMIRE_ONLY_KEYS.contains(&key) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Refuses an AdmIRE-only key written in `[optim]` (file or `--set`) of an AdamW run: AdamW would
+/// ignore it, so the user meant something else. Read from the written tree, not the resolved
+/// config, whose defaults fill in every key.
+fn refuse_foreign_optim_keys(root: &toml::Value) -> Result<(), TrainError> {
+    let Some(optim) = root.get("optim").and_then(toml::Value::as_table) else {
+        return Ok(());
+    };
+    if optim.get("name").and_then(toml::Value::as_str) != Some("adamw") {
+        return Ok(());
+    }
+    match ire_optim::ADMIRE_ONLY_KEYS
+        .iter()
+        .find(|k| optim.contains_key(**k))
+    {
+        Some(key) => Err(TrainError::config(
+            &format!("optim.{key}"),
+            "only applies to AdmIRE (optim.name = \"admire\"), and this run uses AdamW \
+             (optim.name = \"adamw\"): remove the key, or set optim.name = \"admire\"",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -498,4 +583,104 @@ fn apply_override(root: &mut toml::Value, item: &str) -> Result<(), TrainError> 
     })?;
     table.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADMIRE: &str = include_str!("../../../configs/tiny-admire.toml");
+    const ADAMW: &str = include_str!("../../../configs/tiny-adamw.toml");
+
+    /// The key and message of a config error.
+    fn config_error(text: &str, set: &[&str]) -> (String, String) {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        match RunConfig::parse(text, "t.toml", &set) {
+            Err(TrainError::Config { key, message }) => (key, message),
+            other => panic!("expected a config error for {set:?}, got {other:?}"),
+        }
+    }
+
+    /// A valid value of each AdmIRE-only key (written with `--set`).
+    const ADMIRE_VALUES: &[&str] = &[
+        "kappa=2",
+        "gamma=0.5",
+        "interval=5",
+        "prog_decay=true",
+        "scope=\"per_tensor\"",
+        "estimator=\"adam_v\"",
+        "hessian=\"abs\"",
+        "start=3",
+    ];
+
+    #[test]
+    fn adamw_refuses_every_admire_only_key_it_is_given() {
+        assert_eq!(ADMIRE_VALUES.len(), ire_optim::ADMIRE_ONLY_KEYS.len());
+        for (value, key) in ADMIRE_VALUES.iter().zip(ire_optim::ADMIRE_ONLY_KEYS) {
+            let set = format!("optim.{value}");
+            let (at, message) = config_error(ADAMW, &[&set]);
+            assert_eq!(at, format!("optim.{key}"), "{set}");
+            assert!(message.contains("only applies to AdmIRE"), "{message}");
+            assert!(message.contains("optim.name = \"admire\""), "{message}");
+            // The same key is AdmIRE's to take.
+            RunConfig::parse(ADMIRE, "t.toml", &[set]).unwrap();
+        }
+        // Written in the file, not only with --set; and `--set optim.name=adamw` on an AdmIRE
+        // file that writes kappa is refused too.
+        let file = ADAMW.replace("name = \"adamw\"", "name = \"adamw\"\nkappa = 4.0");
+        assert_eq!(config_error(&file, &[]).0, "optim.kappa");
+        assert_eq!(
+            config_error(ADMIRE, &["optim.name=\"adamw\""]).0,
+            "optim.kappa"
+        );
+        // AdamW with its own keys only is accepted.
+        let cfg = RunConfig::parse(ADAMW, "t.toml", &["optim.beta2=0.99".into()]).unwrap();
+        assert_eq!(cfg.optim.beta2, 0.99);
+    }
+
+    #[test]
+    fn a_resolved_adamw_config_loads_again() {
+        let cfg = RunConfig::parse(ADAMW, "t.toml", &[]).unwrap();
+        let text = cfg.to_toml();
+        assert!(!text.contains("kappa") && !text.contains("gamma"), "{text}");
+        assert!(text.contains("beta2 = 0.95"), "{text}");
+        let again = RunConfig::parse(&text, "saved.toml", &[]).unwrap();
+        assert_eq!(again.to_toml(), text);
+        assert_eq!(again.optim, cfg.optim);
+        // An AdmIRE run keeps its keys.
+        let admire = RunConfig::parse(ADMIRE, "t.toml", &[]).unwrap().to_toml();
+        assert!(admire.contains("kappa = 4.0"), "{admire}");
+        // What older versions saved (every optim key) is refused as input, but a saved
+        // config loads, its AdmIRE keys ignored.
+        let old = toml::to_string_pretty(&cfg).unwrap();
+        assert!(old.contains("kappa = 4.0"));
+        assert_eq!(config_error(&old, &[]).0, "optim.kappa");
+        let saved = RunConfig::parse_text(&old, "saved.toml", &[], false).unwrap();
+        assert_eq!(saved.optim, cfg.optim);
+    }
+
+    #[test]
+    fn seq_len_beyond_the_context_is_refused_naming_both_keys() {
+        let (key, message) = config_error(ADMIRE, &["batch.seq_len=512"]);
+        assert_eq!(key, "batch.seq_len");
+        assert!(
+            message.contains(
+                "512 is beyond the model's context (model.max_position_embeddings = 256)"
+            ) && message.contains("set model.max_position_embeddings = 512"),
+            "{message}"
+        );
+        // Following the advice works, and the model (hence the export) has that context.
+        let set = [
+            "batch.seq_len=512".into(),
+            "model.max_position_embeddings=512".into(),
+        ];
+        let cfg = RunConfig::parse(ADMIRE, "t.toml", &set).unwrap();
+        let model = cfg.model.resolve().unwrap();
+        assert_eq!(
+            (cfg.seq_len(&model), model.max_position_embeddings),
+            (512, 512)
+        );
+        // Shorter sequences than the context stay fine.
+        RunConfig::parse(ADMIRE, "t.toml", &["batch.seq_len=128".into()]).unwrap();
+    }
 }

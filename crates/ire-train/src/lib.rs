@@ -35,6 +35,7 @@ pub mod memory;
 pub mod metrics;
 pub mod phase;
 mod rank_loop;
+pub mod reference;
 mod report;
 pub mod resume;
 mod run;

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One line of `metrics.jsonl` (docs/metrics.md documents every field; a test checks it does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MetricLine {
     /// `"train"` or `"val"`.
     pub split: String,
@@ -25,6 +25,7 @@ pub struct MetricLine {
     pub tokens: u64,
     /// Mean loss (train: over the step's global batch; val: over the fixed windows).
     #[serde(with = "float_or_text")]
+    #[schemars(with = "f64")]
     pub loss: f64,
     /// Learning rate used at this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,6 +210,31 @@ mod float_or_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The field names of a type's serialized form (from its schema, so a new field is in it).
+    fn fields<T: schemars::JsonSchema>() -> Vec<String> {
+        let schema = schemars::schema_for!(T);
+        let props = schema.as_value()["properties"].as_object().cloned();
+        props.unwrap_or_default().keys().cloned().collect()
+    }
+
+    #[test]
+    fn docs_metrics_md_documents_every_field() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        let metric = fields::<MetricLine>();
+        let state = fields::<crate::checkpoint::TrainerState>();
+        assert!(
+            metric.len() >= 11 && state.len() >= 8,
+            "{metric:?} {state:?}"
+        );
+        for field in metric.iter().chain(&state) {
+            assert!(
+                doc.contains(&format!("| `{field}` |")),
+                "docs/metrics.md has no row for `{field}`: document it (meaning, unit, when present)"
+            );
+        }
+    }
 
     fn line(step: usize, loss: f64) -> MetricLine {
         MetricLine {

@@ -89,7 +89,7 @@ fn starting_point(cfg: &RunConfig, opts: &TrainOptions) -> Result<Start, TrainEr
         return Err(no_checkpoint(run_dir));
     };
     let state = checkpoint::read_state(&dir)?;
-    let saved = RunConfig::load(&dir.join(checkpoint::RUN_CONFIG_FILE), &[])?;
+    let saved = RunConfig::load_saved(&dir.join(checkpoint::RUN_CONFIG_FILE), &[])?;
     resume::check_compatible(&dir, &saved, cfg, &opts.allow_changes)?;
     Ok(Some((dir, state)))
 }

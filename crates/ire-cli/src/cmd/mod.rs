@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod config;
 pub mod export;
 pub mod init;
 pub mod memory;

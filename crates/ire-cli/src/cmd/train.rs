@@ -58,16 +58,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     // saved config recorded (a run may resume on another world size at the same global batch).
     let launch = ire_train::dist::Launch::from_env()?;
     overrides.push(format!("dist.processes={}", launch.world));
-    let cfg = RunConfig::load(&path, &overrides)
-        .with_context(|| format!("reading the run config {}", path.display()))?;
+    // A resumed run's config.toml was written by ire: `load_saved` accepts what older versions
+    // wrote there (AdmIRE keys on AdamW runs).
+    let mut cfg = match resume {
+        true => RunConfig::load_saved(&path, &overrides),
+        false => RunConfig::load(&path, &overrides),
+    }
+    .with_context(|| format!("reading the run config {}", path.display()))?;
     if launch.rank == 0 {
         crate::log::open_run_log(&cfg.run.dir, resume)?;
     }
     let devices = crate::backend::process_devices(&cfg.run.devices, &launch)?;
-    let peak = cfg
-        .metrics
-        .peak_flops
-        .unwrap_or(crate::backend::DEFAULT_PEAK_FLOPS);
+    let (peak, source) = crate::backend::peak_flops(&mut cfg, launch.world, launch.rank);
+    if launch.rank == 0 {
+        tracing::info!(
+            "MFU against a peak of {:.3} TFLOP/s per device ({source})",
+            peak / 1e12
+        );
+    }
     ire_train::signals::install_stop_handler();
     let opts = TrainOptions {
         resume,

@@ -162,6 +162,31 @@ unsafe fn raw(dst: *mut f32, ld: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bool
     }
 }
 
+/// The f32 GEMM peak of this machine on every rayon thread, in FLOP/s, and that thread count:
+/// the best of a few `[1024, 1024] × [1024, 1024]` products through [`matmul`] (the kernel of
+/// the training step's matmuls on the CPU), after one warm-up, for about half a second at most.
+/// What `ire train` measures MFU against on the CPU (docs/metrics.md).
+pub fn measure_peak_flops() -> (f64, usize) {
+    const N: usize = 1024;
+    let a: Vec<f32> = (0..N * N).map(|i| (i % 17) as f32 * 0.01).collect();
+    let b: Vec<f32> = (0..N * N).map(|i| (i % 13) as f32 * 0.01).collect();
+    let mut out = vec![0.0f32; N * N];
+    let (a, b) = (Mat::rows(&a, N, N, N), Mat::rows(&b, N, N, N));
+    matmul(&mut out, N, a, b, false, Par::All); // warm-up: pages, threads, packing buffers
+    let budget = std::time::Instant::now();
+    let mut best = f64::INFINITY;
+    for _ in 0..20 {
+        let start = std::time::Instant::now();
+        matmul(&mut out, N, a, b, false, Par::All);
+        best = best.min(start.elapsed().as_secs_f64());
+        if budget.elapsed().as_secs_f64() > 0.5 {
+            break;
+        }
+    }
+    let flops = 2.0 * (N * N * N) as f64 / best.max(1e-9);
+    (flops, rayon::current_num_threads())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +202,13 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_peak_is_a_rate_on_every_thread() {
+        let (flops, threads) = measure_peak_flops();
+        assert!(flops.is_finite() && flops > 0.0, "{flops}");
+        assert_eq!(threads, rayon::current_num_threads());
     }
 
     #[test]
