@@ -40,31 +40,10 @@ pub struct Args {
 
 /// Runs `ire train`; returns the exit status (see the module docs).
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let (path, resume) = match &args.resume {
-        Some(dir) => (dir.join(ire_train::checkpoint::RUN_CONFIG_FILE), true),
-        None => (
-            args.config
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
-            false,
-        ),
-    };
-    let mut overrides = args.set.clone();
-    if let Some(dir) = &args.resume {
-        // The saved config may carry a relative run.dir; trust the directory we were given.
-        overrides.push(format!("run.dir={:?}", dir.display().to_string()));
-    }
     // Under mpirun, srun or torchrun the job's process count is the launcher's, whatever a
     // saved config recorded (a run may resume on another world size at the same global batch).
     let launch = ire_train::dist::Launch::from_env()?;
-    overrides.push(format!("dist.processes={}", launch.world));
-    // A resumed run's config.toml was written by ire: `load_saved` accepts what older versions
-    // wrote there (AdmIRE keys on AdamW runs).
-    let mut cfg = match resume {
-        true => RunConfig::load_saved(&path, &overrides),
-        false => RunConfig::load(&path, &overrides),
-    }
-    .with_context(|| format!("reading the run config {}", path.display()))?;
+    let (mut cfg, resume) = read_config(&args, &launch)?;
     if launch.rank == 0 {
         crate::log::open_run_log(&cfg.run.dir, resume)?;
     }
@@ -87,13 +66,47 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let run_dir = cfg.run.dir.clone();
     let summary = ire_train::train::<crate::backend::Training>(cfg, devices, opts, peak)?;
-    let exit = match summary.signalled {
+    if launch.rank == 0 {
+        report(&summary, &run_dir); // rank 0 reports for the job
+    }
+    Ok(match summary.signalled {
         true => ire_train::signals::EXIT_INTERRUPTED,
         false => 0,
+    })
+}
+
+/// The run's config — the given file (default [`DEFAULT_CONFIG`]) or, with `--resume`, the
+/// run's saved one — with the `--set` overrides and the launcher's process count; and whether
+/// this is a resume.
+fn read_config(args: &Args, launch: &ire_train::dist::Launch) -> anyhow::Result<(RunConfig, bool)> {
+    let (path, resume) = match &args.resume {
+        Some(dir) => (dir.join(ire_train::checkpoint::RUN_CONFIG_FILE), true),
+        None => (
+            args.config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+            false,
+        ),
     };
-    if launch.rank != 0 {
-        return Ok(exit); // rank 0 reports for the job
+    let mut overrides = args.set.clone();
+    if let Some(dir) = &args.resume {
+        // The saved config may carry a relative run.dir; trust the directory we were given.
+        overrides.push(format!("run.dir={:?}", dir.display().to_string()));
     }
+    overrides.push(format!("dist.processes={}", launch.world));
+    // A resumed run's config.toml was written by ire: `load_saved` accepts what older versions
+    // wrote there (AdmIRE keys on AdamW runs).
+    let cfg = match resume {
+        true => RunConfig::load_saved(&path, &overrides),
+        false => RunConfig::load(&path, &overrides),
+    }
+    .with_context(|| format!("reading the run config {}", path.display()))?;
+    Ok((cfg, resume))
+}
+
+/// The closing lines on stdout and in `train.log`: how the run ended, and the command that
+/// continues it when it stopped early with a checkpoint.
+fn report(summary: &ire_train::TrainSummary, run_dir: &std::path::Path) {
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
     let closing = format!(
         "{} after {} steps: train loss {}, val loss {}; checkpoint {}; metrics {}",
@@ -119,5 +132,4 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         println!("{resume}");
         crate::log::write_line(&resume);
     }
-    Ok(exit)
 }
