@@ -252,6 +252,30 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
         written.contains("\nColumns:\n") && written.contains("`probe s.e.`"),
         "{written}"
     );
+    // AdmIRE's mask diagnostics: on the lines of the refresh steps (T_s = warm-up = 2, K = 2:
+    // iterations t = 3, 5, i.e. steps 4 and 6), tabled at the last refresh and drawn per group.
+    let lines = std::fs::read_to_string(cwd.join("runs/tiny-admire/metrics.jsonl")).unwrap();
+    let refreshes: Vec<u64> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("mask").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refreshes, [4, 6]);
+    let mask_row = written
+        .lines()
+        .find(|l| l.starts_with("| tiny-admire | 6 |"))
+        .unwrap_or_else(|| panic!("no mask row at step 6: {written}"));
+    let shares: Vec<&str> = mask_row.split('|').map(str::trim).collect();
+    // "", name, step, the 10 groups, overlap, "" (the outer pipes).
+    assert_eq!(shares.len(), 15, "10 groups and the overlap: {mask_row}");
+    for cell in &shares[3..13] {
+        let pct: f64 = cell.trim_end_matches(" %").parse().unwrap();
+        assert!((0.0..=100.0).contains(&pct), "{mask_row}");
+    }
+    let overlap: f64 = shares[13].parse().unwrap();
+    assert!((0.0..=1.0).contains(&overlap), "{mask_row}");
+    assert!(cwd.join("cmp/mask_groups.png").exists());
 
     // A second train into the same directory refuses; --resume continues from the checkpoint.
     let again = ire(&args, cwd);

@@ -122,7 +122,7 @@ fn caption(what: &str, groups: &[RunGroup]) -> String {
 /// system fonts or C libraries.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // The bytes are a valid TTF shipped with the crate; failure would be a build defect.

@@ -6,6 +6,7 @@
 //! - [`groups`]: runs whose configs differ only in the seed as one [`RunGroup`] — mean curve,
 //!   min–max band, final loss mean ± std, speed-ups per seed and on the mean curve, the table.
 //! - [`charts`]: the PNG/SVG charts of `ire compare`.
+//! - [`mask`]: AdmIRE's flat share per parameter group over training (chart and table).
 //! - [`sharpness`]: Hutchinson's Tr(∇²L) and λ_max of a checkpoint's validation loss
 //!   (`ire sharpness`), recorded in `RUN/sharpness.jsonl`.
 //!
@@ -16,6 +17,7 @@ pub mod charts;
 pub mod curves;
 mod error;
 pub mod groups;
+pub mod mask;
 pub mod sharpness;
 
 pub use curves::RunCurves;

@@ -1,5 +1,6 @@
 //! `ire compare`: group the runs by config (seeds of one config form one curve with a band), draw
-//! the loss curves and print the study table (first group = baseline of the speed-ups). A run
+//! the loss curves (and AdmIRE's flat share per parameter group) and print the study table (first
+//! group = baseline of the speed-ups; then the mask at the last refresh). A run
 //! given twice (under any spelling of its path) counts once, with a warning.
 
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use anyhow::Context;
 use ire_lab::charts::draw;
 use ire_lab::curves::RunCurves;
 use ire_lab::groups::{distinct_runs, group_table, load_groups, singletons};
+use ire_lab::mask::{draw_mask, mask_table};
 
 /// Arguments of `ire compare`.
 #[derive(clap::Args, Debug)]
@@ -42,8 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         load_groups(&dirs)?
     };
-    let files = draw(&groups, &args.out)?;
-    let table = group_table(&groups);
+    let mut files = draw(&groups, &args.out)?;
+    files.extend(draw_mask(&groups, &args.out)?);
+    let table = group_table(&groups) + &mask_table(&groups).unwrap_or_default();
     let table_path = args.out.join("table.md");
     std::fs::write(&table_path, &table)
         .with_context(|| format!("writing {}", table_path.display()))?;
