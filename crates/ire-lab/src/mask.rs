@@ -312,7 +312,9 @@ mod tests {
             name: "adamw".into(),
             runs: vec![run("adamw", vec![])],
         };
-        assert!(draw_mask(&[adamw.clone()], dir.path()).unwrap().is_empty());
+        assert!(draw_mask(std::slice::from_ref(&adamw), dir.path())
+            .unwrap()
+            .is_empty());
         let files = draw_mask(&[adamw, admire], dir.path()).unwrap();
         assert_eq!(files.len(), 2);
         assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
