@@ -16,8 +16,9 @@ pub type Training = burn::backend::Autodiff<Backend>;
 /// Device type of [`Backend`].
 pub type Device = burn::tensor::Device<Backend>;
 
-/// Peak FLOP/s of one device for `ire bench`'s MFU when `--peak-flops` gives none (`ire train`
-/// measures the CPU instead: [`peak_flops`]).
+/// Peak FLOP/s stated for a CPU process that does not measure (a rank other than 0 of a
+/// multi-process job, which reports no MFU); rank 0 and `ire bench` measure ([`peak_flops`],
+/// [`bench_peak_flops`]).
 #[cfg(not(feature = "cuda"))]
 pub const DEFAULT_PEAK_FLOPS: f64 = 3.0e11;
 /// Peak FLOP/s of one device for the MFU estimate when the config gives none (H100 TF32).
@@ -52,6 +53,16 @@ pub fn peak_flops(cfg: &mut ire_train::RunConfig, world: usize, rank: usize) -> 
         peak,
         format!("measured: f32 GEMM on {threads} threads, this process"),
     )
+}
+
+/// `ire bench`'s peak FLOP/s of one device: `--peak-flops` when given, else the stated CUDA
+/// default, else this CPU's f32 GEMM peak measured now — the figure `ire train` uses.
+pub fn bench_peak_flops(given: Option<f64>) -> f64 {
+    match given {
+        Some(peak) => peak,
+        None if cfg!(feature = "cuda") => DEFAULT_PEAK_FLOPS,
+        None => ire_llama::ops::kernels::gemm::measure_peak_flops().0,
+    }
 }
 
 /// The device commands run on by default (`cuda:0` on the CUDA build, checked usable).

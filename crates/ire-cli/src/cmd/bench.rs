@@ -80,7 +80,8 @@ struct StepArgs {
     /// "cpu" on the CPU build, "cuda:N" on the CUDA build.
     #[arg(long, default_value = default_device())]
     device: String,
-    /// Peak FLOP/s of the device for MFU (default: the build's).
+    /// Peak FLOP/s of the device for MFU (default: on CPU this machine's f32 GEMM peak, measured
+    /// as `ire train` does; on CUDA 4.95e14, H100 TF32 dense).
     #[arg(long)]
     peak_flops: Option<f64>,
     /// Milliseconds per step by phase and by fused op (one optimizer only).
@@ -208,12 +209,13 @@ fn step(a: StepArgs) -> anyhow::Result<serde_json::Value> {
         lr: 1e-3,
         precision,
         profile: a.profile,
-        peak_flops: a.peak_flops.unwrap_or(crate::backend::DEFAULT_PEAK_FLOPS),
+        peak_flops: crate::backend::bench_peak_flops(a.peak_flops),
     };
     let mut out = step_bench::<crate::backend::Training>(&settings, &device)?;
     out["impl"] = "ire".into();
     out["preset"] = a.preset.into();
     out["device"] = a.device.into();
+    out["peak_flops"] = settings.peak_flops.into();
     Ok(out)
 }
 
