@@ -77,6 +77,26 @@ pub trait FusedUpdate: Backend {
     ) -> (Selection, Vec<BoolTensor<Self>>) {
         reference_masks::<Self>(parts, form, k)
     }
+
+    /// How many coordinates `mask` sets, and how many of those `previous` sets too (when
+    /// given): the counts behind AdmIRE's mask diagnostics ([`crate::MaskReport`]).
+    fn count_flat(
+        mask: BoolTensor<Self>,
+        previous: Option<BoolTensor<Self>>,
+    ) -> (u64, Option<u64>) {
+        reference_count::<Self>(mask, previous)
+    }
+}
+
+/// The composed counts: integer sums of the mask and of its AND with the previous one.
+pub fn reference_count<B: Backend>(
+    mask: BoolTensor<B>,
+    previous: Option<BoolTensor<B>>,
+) -> (u64, Option<u64>) {
+    let mask = Tensor::<B, 1, Bool>::from_primitive(mask);
+    let count = |m: Tensor<B, 1, Bool>| m.int().sum().into_scalar().elem::<i64>() as u64;
+    let both = previous.map(|p| count(Tensor::from_primitive(p).bool_and(mask.clone())));
+    (count(mask), both)
 }
 
 /// The composed refresh: `h` by tensor ops, [`crate::select_device::kth_smallest`] (on-device
@@ -219,6 +239,8 @@ ire_core::multiversion! {
 
 /// Coordinates per rayon task.
 const CHUNK: usize = 1 << 14;
+/// Mask bytes per task when counting them (a u32 sum of 0/1 bytes cannot overflow).
+const COUNT_CHUNK: usize = 1 << 20;
 
 /// Owned, contiguous f32 storage of a tensor (copied only when shared or strided).
 fn owned(t: FlexTensor) -> FlexTensor {
@@ -325,5 +347,35 @@ impl FusedUpdate for Flex {
             })
             .collect();
         (sel, masks)
+    }
+
+    fn count_flat(
+        mask: BoolTensor<Self>,
+        previous: Option<BoolTensor<Self>>,
+    ) -> (u64, Option<u64>) {
+        let bytes = |b: FlexTensor| match b.is_contiguous() && b.layout().start_offset() == 0 {
+            true => b,
+            false => b.to_contiguous(),
+        };
+        let mask = bytes(mask);
+        let bits = mask.storage::<u8>();
+        // Mask bytes are 0 or 1: their sum is the count, and `a & b` is their AND. Large
+        // chunks of u32 sums vectorise; rayon splits the tensor, not the bytes.
+        let ones = |c: &[u8]| c.iter().map(|&b| u32::from(b)).sum::<u32>() as u64;
+        let count = bits.par_chunks(COUNT_CHUNK).map(ones).sum();
+        let both = previous.map(bytes).map(|p| {
+            let prev = p.storage::<u8>();
+            let and = |(a, b): (&[u8], &[u8])| {
+                a.iter()
+                    .zip(b)
+                    .map(|(&x, &y)| u32::from(x & y))
+                    .sum::<u32>() as u64
+            };
+            let pairs = bits
+                .par_chunks(COUNT_CHUNK)
+                .zip(prev.par_chunks(COUNT_CHUNK));
+            pairs.map(and).sum()
+        });
+        (count, both)
     }
 }

@@ -10,12 +10,16 @@
 //! - `overlap`: how stable the flat set is — the fraction of this refresh's flat coordinates that
 //!   were flat at the previous refresh, |n_prev ∧ n| / |n| (absent at the first refresh).
 //!
-//! Counts are exact integer sums of the boolean masks (no sampling), on the device.
+//! Counts are exact integer sums of the boolean masks (no sampling), on the device
+//! ([`FusedUpdate::count_flat`]: composed tensor ops by default, one pass over the mask bytes on
+//! burn-flex).
 
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::fused::FusedUpdate;
 
 /// The diagnostics of one mask refresh; see the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -52,7 +56,7 @@ pub fn layer_of(name: &str) -> Option<usize> {
 
 /// Counts per group and layer of one refresh's masks, and the overlap with `previous` (the
 /// masks of the refresh before, when there was one).
-pub fn mask_report<B: Backend>(
+pub fn mask_report<B: FusedUpdate>(
     tau: f64,
     masks: &BTreeMap<String, Tensor<B, 1, Bool>>,
     previous: &BTreeMap<String, Tensor<B, 1, Bool>>,
@@ -61,7 +65,10 @@ pub fn mask_report<B: Backend>(
     let mut layers: Vec<(u64, u64)> = Vec::new();
     let (mut flat_total, mut kept) = (0u64, 0u64);
     for (name, mask) in masks {
-        let (flat, size) = (count(mask.clone()), mask.dims()[0] as u64);
+        let prev = previous.get(name).filter(|p| p.dims() == mask.dims());
+        let prev = prev.map(|p| p.clone().into_primitive());
+        let (flat, shared) = B::count_flat(mask.clone().into_primitive(), prev);
+        let size = mask.dims()[0] as u64;
         add(
             groups.entry(group_of(name).to_string()).or_default(),
             flat,
@@ -74,9 +81,7 @@ pub fn mask_report<B: Backend>(
             add(&mut layers[layer], flat, size);
         }
         flat_total += flat;
-        if let Some(prev) = previous.get(name).filter(|p| p.dims() == mask.dims()) {
-            kept += count(prev.clone().bool_and(mask.clone()));
-        }
+        kept += shared.unwrap_or(0);
     }
     let overlap = (!previous.is_empty() && flat_total > 0).then(|| kept as f64 / flat_total as f64);
     MaskReport {
@@ -85,10 +90,6 @@ pub fn mask_report<B: Backend>(
         layers: layers.into_iter().map(ratio).collect(),
         overlap,
     }
-}
-
-fn count<B: Backend>(mask: Tensor<B, 1, Bool>) -> u64 {
-    mask.int().sum().into_scalar().elem::<i64>() as u64
 }
 
 fn add(acc: &mut (u64, u64), flat: u64, size: u64) {
@@ -114,6 +115,24 @@ mod tests {
             TensorData::new(bits.to_vec(), [bits.len()]),
             &Default::default(),
         )
+    }
+
+    #[test]
+    fn the_flex_counts_equal_the_composed_ones_and_a_plain_count() {
+        let n: usize = 100_003; // several of the kernel's chunks, and a ragged last one
+        let a: Vec<bool> = (0..n).map(|i| (i * 7919) % 5 < 2).collect();
+        let b: Vec<bool> = (0..n).map(|i| (i * 104_729) % 3 == 0).collect();
+        let want = (
+            a.iter().filter(|&&x| x).count() as u64,
+            Some(a.iter().zip(&b).filter(|(x, y)| **x && **y).count() as u64),
+        );
+        let (ma, mb) = (mask(&a).into_primitive(), mask(&b).into_primitive());
+        assert_eq!(B::count_flat(ma.clone(), Some(mb.clone())), want);
+        assert_eq!(
+            crate::fused::reference_count::<B>(ma.clone(), Some(mb)),
+            want
+        );
+        assert_eq!(B::count_flat(ma, None), (want.0, None));
     }
 
     #[test]
