@@ -42,3 +42,12 @@ build-cuda:
 # Regenerate docs/config.md from the config structs' doc comments (a test fails when it is stale).
 config-docs:
     cargo run --release -- config --reference > docs/config.md
+
+# TensorBoard's own reader on a killed-and-resumed run's event files (installs tensorboard into a
+# venv outside the clone; in CI).
+test-tensorboard:
+    tools/test-tensorboard.sh
+
+# The MPI lane: `ire train` under mpirun (installs OpenMPI with apt when missing; in CI).
+test-mpi:
+    tools/test-mpi.sh
