@@ -1,12 +1,14 @@
 //! Trainer behaviour on a small model and the vendored Moby-Dick corpus: exact resume,
 //! data-parallel equivalence, non-finite loss handling, checkpoint pruning, export,
-//! and config errors. Every config in configs/ must parse.
+//! and config errors. Every config in configs/ must parse, and read back from its `ire config`
+//! text.
 
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use ire_llama::params::named_values;
 use ire_train::checkpoint::{checkpoint_path, list_checkpoints};
+use ire_train::reference::annotated_toml;
 use ire_train::{train, RunConfig, TrainError};
 
 mod common;
@@ -360,9 +362,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-#[test]
-fn every_config_in_configs_parses() {
-    let mut n = 0;
+/// Every `.toml` under configs/.
+fn config_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![repo().join("configs")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -370,16 +372,55 @@ fn every_config_in_configs_parses() {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "toml") {
-                let cfg = RunConfig::load(&path, &[])
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                assert!(
-                    cfg.schedule.total > cfg.schedule.warmup,
-                    "{}",
-                    path.display()
-                );
-                n += 1;
+                files.push(path);
             }
         }
     }
-    assert!(n >= 13, "found only {n} configs");
+    assert!(files.len() >= 13, "found only {files:?}");
+    files
+}
+
+#[test]
+fn every_config_in_configs_parses() {
+    for path in config_files() {
+        let cfg = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            cfg.schedule.total > cfg.schedule.warmup,
+            "{}",
+            path.display()
+        );
+    }
+}
+
+/// Every config under configs/, and one with the optional keys set, parse back from their
+/// `ire config` text to the same config.
+#[test]
+fn the_annotated_config_resolves_to_the_same_config() {
+    let mut configs: Vec<(PathBuf, Vec<String>)> =
+        config_files().into_iter().map(|p| (p, vec![])).collect();
+    let set = [
+        "optim.clip_norm=false",
+        "metrics.peak_flops=2.5e11",
+        "model.max_position_embeddings=512",
+        "batch.seq_len=512",
+        "data.tokenizer={ file = \"tok.json\" }",
+        "optim.start=7",
+        "run.devices=[\"cpu\", \"cpu\"]",
+    ];
+    let admire = repo().join("configs/tiny-admire.toml");
+    configs.push((admire, set.iter().map(|s| s.to_string()).collect()));
+    for (path, set) in configs {
+        let origin = path.display().to_string();
+        let cfg = RunConfig::load(&path, &set).unwrap();
+        let text = annotated_toml(&cfg, &origin);
+        let again = RunConfig::parse(&text, "annotated", &[])
+            .unwrap_or_else(|e| panic!("{origin}: {e}\n{text}"));
+        let json = |c: &RunConfig| serde_json::to_value(c).unwrap();
+        assert_eq!(json(&again), json(&cfg), "{origin}\n{text}");
+        assert_eq!(
+            annotated_toml(&again, &origin),
+            text,
+            "{origin}: a fixed point"
+        );
+    }
 }
