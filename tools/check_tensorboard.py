@@ -1,6 +1,7 @@
 """Reads a run's TensorBoard event files (RUN/tb/) with TensorBoard's own reader and checks them
 against the run's metrics.jsonl: every train and val line is in TensorBoard once, at its step,
-with its value (as float32), and nothing else is -- in particular no point an interrupted start
+with its value (as float32), a refresh's `mask` diagnostics as `mask/tau`, `mask/overlap`,
+`mask/flat/<group>` and `mask/layer/<i>`, and nothing else is -- in particular no point an interrupted start
 logged after its last checkpoint (the resumed start's SessionLog START purges those).
 
     python tools/check_tensorboard.py RUN_DIR      # exit 0 and one summary line, or the mismatch
@@ -31,7 +32,21 @@ def expected(run):
             if isinstance(value, str):  # metrics.jsonl writes non-finite losses as text
                 value = float(value)
             want.setdefault(f"{line['split']}/{field}", []).append((line["step"], as_f32(value)))
+        for tag, value in mask_tags(line.get("mask")):
+            want.setdefault(tag, []).append((line["step"], as_f32(value)))
     return want
+
+
+def mask_tags(mask):
+    """The TensorBoard tags of a refresh's mask diagnostics (crates/ire-train/src/report.rs)."""
+    if not mask:
+        return []
+    tags = [("mask/tau", mask["tau"])]
+    if mask.get("overlap") is not None:
+        tags.append(("mask/overlap", mask["overlap"]))
+    tags += [(f"mask/flat/{group}", f) for group, f in sorted(mask["flat"].items())]
+    tags += [(f"mask/layer/{i}", f) for i, f in enumerate(mask["layers"])]
+    return tags
 
 
 def read(run):
