@@ -28,7 +28,7 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
         config,
         "--no-progress",
         "--set",
-        "optim.interval=2",
+        "optim.ire.interval=2",
     ];
     args.extend(SMALL);
     let out = ok(&ire(&args, cwd));
@@ -332,7 +332,7 @@ fn config_errors_are_one_clear_line() {
             "--config",
             config.to_str().unwrap(),
             "--set",
-            "optim.gamma=2",
+            "optim.ire.gamma=2",
         ],
         tmp.path(),
     );
@@ -342,10 +342,15 @@ fn config_errors_are_one_clear_line() {
     let out = ire(&["train", "--config", "nope.toml"], tmp.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.toml"), "{err}");
-    // Settings that cannot be meant: an AdmIRE key on an AdamW run, a sequence past the context.
+    // Settings that cannot be meant: IRE's key outside its table, another base's table, a
+    // sequence past the context.
     let adamw = repo.join("configs/tiny-adamw.toml");
     for (set, needles) in [
-        ("optim.kappa=2", ["optim.kappa", "only applies to AdmIRE"]),
+        ("optim.kappa=2", ["optim.kappa", "belongs in [optim.ire]"]),
+        (
+            "optim.sgd.momentum=0.5",
+            ["optim.sgd", "is for another base"],
+        ),
         (
             "batch.seq_len=512",
             ["batch.seq_len", "set model.max_position_embeddings = 512"],
@@ -377,7 +382,8 @@ fn ire_config_prints_a_config_that_trains() {
     let resolved = ok(&ire(&args, cwd));
     for line in [
         "hidden_size = 64",
-        "# kappa = 4.0  # AdmIRE only: refused with optim.name = \"adamw\"",
+        "# [optim.ire]  # not used by this run: its keys at their defaults",
+        "# kappa = 4.0",
         "# peak_flops =  # unset",
     ] {
         assert!(resolved.lines().any(|l| l == line), "{line}\n{resolved}");
@@ -485,7 +491,7 @@ fn long_run(config: &str, dir: &str) -> Vec<String> {
         "schedule.total=300",
         "checkpoint.interval=10",
         "eval.interval=50",
-        "optim.interval=2",
+        "optim.ire.interval=2",
         &format!("run.dir={dir}"),
     ] {
         args.extend(["--set".to_string(), set.to_string()]);

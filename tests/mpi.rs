@@ -51,7 +51,7 @@ fn run_args(dir: &str, extra: &[&str]) -> Vec<String> {
         "checkpoint.interval=5",
         "checkpoint.keep=4",
         "eval.interval=10",
-        "optim.interval=4",
+        "optim.ire.interval=4",
         "batch.micro_batch=4",
     ];
     for set in sets.iter().chain(extra) {
@@ -234,7 +234,7 @@ fn ranks_with_different_configs_stop_with_one_error_naming_the_key() {
         cwd,
     ));
     let a = run_args("runs/mixed", &[]);
-    let b = run_args("runs/mixed", &["optim.kappa=2"]);
+    let b = run_args("runs/mixed", &["optim.ire.kappa=2"]);
     // MPMD: rank 0 runs `a`, rank 1 runs `b`.
     let mut cmd = Command::new("mpirun");
     cmd.args([
@@ -253,7 +253,7 @@ fn ranks_with_different_configs_stop_with_one_error_naming_the_key() {
     let out = wait_within(cmd.spawn().unwrap(), 120);
     assert!(!out.status.success());
     let log = stderr(&out);
-    let cause = "rank 1 does not match rank 0: the resolved run config differs: optim.kappa: 4.0 on rank 0, 2.0 here";
+    let cause = "rank 1 does not match rank 0: the resolved run config differs: optim.ire.kappa: 4.0 on rank 0, 2.0 here";
     assert!(log.contains(cause), "{log}");
     // Rank 0 reports rank 1's error, not a bare "another rank failed".
     assert!(log.contains(&format!("rank 1 failed: {cause}")), "{log}");

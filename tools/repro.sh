@@ -192,7 +192,7 @@ plan() {
         [[ -z $a ]] || job adamw "$a" "$s" "$T" ""
         [[ -z $m ]] || job admire "$m" "$s" "$T" ""
     done
-    [[ -z $m ]] || job admire "$m" 1 "$T" "-k2" --set optim.kappa=2
+    [[ -z $m ]] || job admire "$m" 1 "$T" "-k2" --set optim.ire.kappa=2
 }
 
 # Runs the study's jobs, JOBS at a time: whenever a slot is free, the first job of `plan` that is

@@ -28,7 +28,7 @@ cd "$tmp"
 train=(train --config "$repo/configs/tiny-admire.toml" --no-progress
     --set model.hidden_size=64 --set model.intermediate_size=128 --set model.num_hidden_layers=2
     --set batch.seq_len=32 --set schedule.total=16 --set schedule.warmup=2
-    --set checkpoint.interval=4 --set eval.interval=4 --set eval.windows=4 --set optim.interval=2
+    --set checkpoint.interval=4 --set eval.interval=4 --set eval.windows=4 --set optim.ire.interval=2
     --set run.dir=run)
 echo "== ire train, killed while writing step 12's checkpoint (steps 9-12 logged, then resumed from 8)"
 if IRE_FAULT=0:12:kill HF_HUB_OFFLINE=1 "$ire" "${train[@]}" >train1.log 2>&1; then

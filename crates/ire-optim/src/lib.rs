@@ -58,10 +58,11 @@
 #![warn(missing_docs)]
 
 pub mod adamw;
-mod admire;
 mod backend;
+pub mod base;
 mod clip;
 mod config;
+pub mod config_read;
 mod error;
 pub mod fused;
 mod gnb;
@@ -70,6 +71,7 @@ pub mod lion;
 pub mod mask;
 mod mask_report;
 pub mod muon;
+mod optimizer;
 mod schedule;
 pub mod select;
 pub mod select_cpu;
@@ -79,14 +81,18 @@ pub mod sharpness;
 mod state;
 pub mod toy;
 
-pub use admire::{MaskStats, Optimizer, ParamState};
 pub use backend::TrainBackend;
+pub use base::Rule;
 pub use clip::{clip_global_norm, global_grad_norm};
-pub use config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName, ADMIRE_ONLY_KEYS};
+pub use config::{
+    AdamWConfig, BaseName, Estimator, HessianForm, IreConfig, LionConfig, MaskScope, MuonAdjustLr,
+    MuonConfig, OptimConfig, SgdConfig, ADAMW_KEYS, ADMIRE_ONLY_KEYS,
+};
 pub use error::OptimError;
 pub use fused::FusedUpdate;
 pub use gnb::{gnb_gradients, gnb_seed, gnb_uniforms, sample_labels, LogitsModel};
 pub use grads::{add_gradients, scale_gradients, synthetic_gradients};
 pub use mask_report::{group_of, layer_of, mask_report, MaskReport};
+pub use optimizer::{MaskStats, Optimizer, ParamState};
 pub use schedule::{Schedule, ScheduleConfig, ScheduleKind};
 pub use state::{STATE_JSON_FILE, STATE_TENSORS_FILE};

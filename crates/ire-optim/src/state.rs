@@ -2,10 +2,15 @@
 //!
 //! Two files in the checkpoint directory, each written atomically:
 //! - `optimizer.safetensors`: per parameter NAME (HF dotted names, not Burn `ParamId`s, which
-//!   change when a model is reloaded) `<name>.exp_avg` and `<name>.exp_avg_sq` (F32, the
-//!   parameter's shape) and, when a mask exists, `<name>.mask` (U8, 0/1);
+//!   change when a model is reloaded) its rule's buffers under torch's names — AdamW's
+//!   `<name>.exp_avg` and `<name>.exp_avg_sq`, SGD's and Muon's `<name>.momentum_buffer`,
+//!   Lion's `<name>.exp_avg` (F32, the parameter's shape) — and, when a mask exists,
+//!   `<name>.mask` (U8, 0/1);
 //! - `optimizer.json`: format tag, the resolved config, the start step, per-parameter step
-//!   counts, the number of mask refreshes, and τ (as f32 bits) and the mask fraction.
+//!   counts and rules, the number of mask refreshes, and τ (as f32 bits) and the mask fraction.
+//!
+//! States written before there were other bases (`ire-optim-state/1`: AdamW only, no rules)
+//! load as AdamW state.
 //!
 //! The GNB labels are a pure function of (seed, iteration, global sample index) ([`crate::gnb_seed`]),
 //! all of which the trainer restores, so no generator state needs saving.
@@ -18,17 +23,17 @@ use burn::tensor::backend::AutodiffBackend;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::admire::{MaskStats, Optimizer, ParamState};
-use crate::config::OptimConfig;
+use crate::base::Rule;
+use crate::optimizer::{MaskStats, Optimizer, ParamState};
 use crate::OptimError;
 
 /// Tensor file of the optimizer state.
 pub const STATE_TENSORS_FILE: &str = "optimizer.safetensors";
 /// JSON file of the optimizer state.
 pub const STATE_JSON_FILE: &str = "optimizer.json";
-const FORMAT: &str = "ire-optim-state/1";
-const EXP_AVG: &str = ".exp_avg";
-const EXP_AVG_SQ: &str = ".exp_avg_sq";
+const FORMAT: &str = "ire-optim-state/2";
+/// The format before bases other than AdamW: no `rules`, every parameter AdamW.
+const FORMAT_ADAMW_ONLY: &str = "ire-optim-state/1";
 const MASK: &str = ".mask";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,8 +41,9 @@ const MASK: &str = ".mask";
 struct StateJson {
     /// Always [`FORMAT`].
     format: String,
-    /// The config the state was written with (informative; the caller's config is kept).
-    config: OptimConfig,
+    /// The config the state was written with (informative; the caller's config is kept), in
+    /// the spelling of the version that wrote it.
+    config: serde_json::Value,
     /// T_s.
     start: usize,
     /// Number of mask refreshes so far.
@@ -50,6 +56,9 @@ struct StateJson {
     mask_fraction: Option<f64>,
     /// Steps taken per parameter name.
     steps: BTreeMap<String, u64>,
+    /// The rule per parameter name (absent in `ire-optim-state/1`: AdamW).
+    #[serde(default)]
+    rules: BTreeMap<String, Rule>,
 }
 
 fn f32_bytes(data: TensorData) -> Vec<u8> {
@@ -70,18 +79,15 @@ impl<B: AutodiffBackend> Optimizer<B> {
         })?;
         let mut tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
         for (name, s) in &self.params {
-            tensors.push((
-                format!("{name}{EXP_AVG}"),
-                s.shape.clone(),
-                Dtype::F32,
-                f32_bytes(s.exp_avg.to_data()),
-            ));
-            tensors.push((
-                format!("{name}{EXP_AVG_SQ}"),
-                s.shape.clone(),
-                Dtype::F32,
-                f32_bytes(s.exp_avg_sq.to_data()),
-            ));
+            for (buffer, t) in &s.buffers {
+                let bytes = f32_bytes(t.to_data());
+                tensors.push((
+                    format!("{name}.{buffer}"),
+                    s.shape.clone(),
+                    Dtype::F32,
+                    bytes,
+                ));
+            }
         }
         for (name, m) in &self.masks {
             let bytes: Vec<u8> = m
@@ -117,7 +123,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
 
         let json = StateJson {
             format: FORMAT.to_string(),
-            config: self.cfg.clone(),
+            config: serde_json::to_value(&self.cfg).expect("an OptimConfig always serializes"),
             start: self.start,
             refreshes: self.refreshes,
             mask_threshold_bits: self.stats.map(|s| s.threshold.to_bits()),
@@ -127,6 +133,11 @@ impl<B: AutodiffBackend> Optimizer<B> {
                 .params
                 .iter()
                 .map(|(n, s)| (n.clone(), s.step))
+                .collect(),
+            rules: self
+                .params
+                .iter()
+                .map(|(n, s)| (n.clone(), s.rule))
                 .collect(),
         };
         let text = serde_json::to_string_pretty(&json).expect("the state JSON always serializes");
@@ -149,7 +160,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             message: e.to_string(),
         })?;
         let tensors = TensorFile { file, st };
-        let params = tensors.param_states(&json.steps, device)?;
+        let params = tensors.param_states(&json, &self.cfg, device)?;
         let masks = tensors.masks(&params, device)?;
 
         if json.start != self.start {
@@ -183,10 +194,13 @@ fn read_state_json(json_file: &Path) -> Result<StateJson, OptimError> {
         file: json_file.to_path_buf(),
         message: e.to_string(),
     })?;
-    if json.format != FORMAT {
+    if json.format != FORMAT && json.format != FORMAT_ADAMW_ONLY {
         return Err(OptimError::Json {
             file: json_file.to_path_buf(),
-            message: format!("format is `{}`, expected `{FORMAT}`", json.format),
+            message: format!(
+                "format is `{}`, expected `{FORMAT}` (or `{FORMAT_ADAMW_ONLY}`)",
+                json.format
+            ),
         });
     }
     Ok(json)
@@ -222,37 +236,61 @@ impl TensorFile<'_> {
         Ok((view.shape().to_vec(), view.data()))
     }
 
-    /// The Adam state of every parameter in `steps` (its step count from the JSON).
+    /// The state of every parameter in `json.steps`: its rule (AdamW in the older format),
+    /// that rule's buffers under `cfg`, its step count.
     fn param_states<B: Backend>(
         &self,
-        steps: &BTreeMap<String, u64>,
+        json: &StateJson,
+        cfg: &crate::OptimConfig,
         device: &B::Device,
     ) -> Result<BTreeMap<String, ParamState<B>>, OptimError> {
         let mut params = BTreeMap::new();
-        for (name, &step) in steps {
-            let (shape, m) = self.read(&format!("{name}{EXP_AVG}"), Dtype::F32)?;
-            let (shape_v, v) = self.read(&format!("{name}{EXP_AVG_SQ}"), Dtype::F32)?;
-            if shape_v != shape {
-                return Err(self.bad(
-                    &format!("{name}{EXP_AVG_SQ}"),
-                    format!("shape {shape_v:?}, but exp_avg has {shape:?}"),
-                ));
-            }
-            let n = shape.iter().product::<usize>();
-            let floats = |b: &[u8]| -> Vec<f32> {
-                b.chunks_exact(4)
+        for (name, &step) in &json.steps {
+            let rule = json.rules.get(name).copied().unwrap_or(Rule::Adamw);
+            let mut shape = None;
+            let mut buffers = crate::base::Buffers::new();
+            for &buffer in rule.buffers(cfg) {
+                let tensor = format!("{name}.{buffer}");
+                let (s, bytes) = self.read(&tensor, Dtype::F32)?;
+                match &shape {
+                    Some(first) if *first != s => {
+                        let message = format!(
+                            "shape {s:?}, but the parameter's other buffers have {first:?}"
+                        );
+                        return Err(self.bad(&tensor, message));
+                    }
+                    _ => shape = Some(s.clone()),
+                }
+                let floats: Vec<f32> = bytes
+                    .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
+                    .collect();
+                let n = floats.len();
+                buffers.insert(
+                    buffer,
+                    Tensor::from_data(TensorData::new(floats, [n]), device),
+                );
+            }
+            let Some(shape) = shape.or_else(|| self.shape_of_mask(name)) else {
+                // A rule without buffers (SGD without momentum) and no mask: nothing to restore
+                // but the step count, which this rule does not read.
+                continue;
             };
             let state = ParamState {
-                exp_avg: Tensor::from_data(TensorData::new(floats(m), [n]), device),
-                exp_avg_sq: Tensor::from_data(TensorData::new(floats(v), [n]), device),
+                rule,
+                buffers,
                 step,
                 shape,
             };
             params.insert(name.clone(), state);
         }
         Ok(params)
+    }
+
+    /// The shape of `<name>.mask`, if the file has one.
+    fn shape_of_mask(&self, name: &str) -> Option<Vec<usize>> {
+        let view = self.st.tensor(&format!("{name}{MASK}")).ok()?;
+        Some(view.shape().to_vec())
     }
 
     /// Every `<name>.mask` in the file (flat), checked against the shape of `params`' state.
@@ -271,7 +309,10 @@ impl TensorFile<'_> {
                 if s.shape != shape {
                     return Err(self.bad(
                         tensor,
-                        format!("shape {shape:?}, but the Adam state has {:?}", s.shape),
+                        format!(
+                            "shape {shape:?}, but the parameter's state has {:?}",
+                            s.shape
+                        ),
                     ));
                 }
             }

@@ -6,7 +6,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use ire_optim::{OptimConfig, Optimizer};
+use ire_optim::{AdamWConfig, OptimConfig, Optimizer};
 use serde::Deserialize;
 
 type B = Autodiff<Flex>;
@@ -64,10 +64,12 @@ fn adamw_matches_torch_vectors() {
             other => panic!("{}: unsupported shape {other:?}", case.name),
         };
         let cfg = OptimConfig {
-            beta1: case.betas[0],
-            beta2: case.betas[1],
-            eps: case.eps,
-            weight_decay: case.weight_decay,
+            adamw: Some(AdamWConfig {
+                beta1: case.betas[0],
+                beta2: case.betas[1],
+                eps: case.eps,
+                weight_decay: case.weight_decay,
+            }),
             ..OptimConfig::adamw()
         };
         let mut optim = Optimizer::<B>::new(&cfg, 0).unwrap();

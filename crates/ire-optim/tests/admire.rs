@@ -8,20 +8,26 @@ use burn::prelude::*;
 use common::{bit_equal, loss_grads, max_rel_diff, model, snapshot, tokens, B};
 use ire_llama::params::named_values;
 use ire_optim::{
-    gnb_gradients, gnb_seed, synthetic_gradients, Estimator, MaskScope, OptimConfig, Optimizer,
-    ScheduleConfig, ScheduleKind,
+    gnb_gradients, gnb_seed, synthetic_gradients, Estimator, IreConfig, MaskScope, OptimConfig,
+    Optimizer, ScheduleConfig, ScheduleKind,
 };
 
 const LR_MAX: f64 = 1e-2;
 
 fn admire(kappa: f64, gamma: f64, start: usize, interval: usize) -> OptimConfig {
-    OptimConfig {
+    OptimConfig::adamw().with_ire(IreConfig {
         kappa,
         gamma,
         start: Some(start),
         interval,
-        ..OptimConfig::admire()
-    }
+        ..IreConfig::default()
+    })
+}
+
+/// `cfg` with its IRE settings changed by `f`.
+fn with_ire(mut cfg: OptimConfig, f: impl FnOnce(&mut IreConfig)) -> OptimConfig {
+    f(cfg.ire.as_mut().unwrap());
+    cfg
 }
 
 fn gnb(model: &ire_llama::Llama<B>, it: usize) -> burn::optim::GradientsParams {
@@ -167,8 +173,10 @@ fn gamma_one_is_adamw_at_one_plus_kappa_times_the_lr() {
                 .map(|x| x.to_bits())
                 .collect()
         };
-        assert_eq!(bits(&sa.exp_avg), bits(&sb.exp_avg), "{}", info.name);
-        assert_eq!(bits(&sa.exp_avg_sq), bits(&sb.exp_avg_sq), "{}", info.name);
+        for buffer in ["exp_avg", "exp_avg_sq"] {
+            let (a, b) = (sa.buffer(buffer).unwrap(), sb.buffer(buffer).unwrap());
+            assert_eq!(bits(a), bits(b), "{} {buffer}", info.name);
+        }
     }
     // Weight decay is boosted too: from fresh moments with zero gradients, a step is pure
     // decay, θ ← θ − (1 + κ)·η·λ·θ.
@@ -242,10 +250,7 @@ fn mask_fraction_is_gamma_without_ties_and_at_least_gamma_with_ties() {
 #[test]
 fn per_tensor_scope_takes_gamma_of_every_tensor() {
     let m = model(2);
-    let cfg = OptimConfig {
-        scope: MaskScope::PerTensor,
-        ..admire(4.0, 0.6, 0, 10)
-    };
+    let cfg = with_ire(admire(4.0, 0.6, 0, 10), |i| i.scope = MaskScope::PerTensor);
     let mut opt = Optimizer::<B>::new(&cfg, 0).unwrap();
     let stats = opt.refresh_mask(&m, &synthetic_gradients(&m, 4, 1.0));
     let mut k_total = 0.0;
@@ -274,10 +279,7 @@ fn per_tensor_scope_takes_gamma_of_every_tensor() {
 #[test]
 fn adam_v_estimator_ranks_the_second_moment() {
     let mut m = model(2);
-    let cfg = OptimConfig {
-        estimator: Estimator::AdamV,
-        ..admire(4.0, 0.5, 0, 10)
-    };
+    let cfg = with_ire(admire(4.0, 0.5, 0, 10), |i| i.estimator = Estimator::AdamV);
     let mut opt = Optimizer::<B>::new(&cfg, 0).unwrap();
     let grads = loss_grads(&m, 0);
     m = opt.step(0, LR_MAX, LR_MAX, m, grads);
@@ -288,7 +290,8 @@ fn adam_v_estimator_ranks_the_second_moment() {
     let v: Vec<f32> = opt
         .param_state(name)
         .unwrap()
-        .exp_avg_sq
+        .buffer("exp_avg_sq")
+        .unwrap()
         .to_data()
         .to_vec()
         .unwrap();
@@ -331,10 +334,7 @@ fn refresh_rule_and_kappa_schedule() {
     assert_eq!(due, vec![501, 511, 521, 531]);
     assert_eq!(opt.kappa_t(3e-4, 6e-4), 4.0);
     let decayed = Optimizer::<B>::new(
-        &OptimConfig {
-            prog_decay: true,
-            ..OptimConfig::admire()
-        },
+        &with_ire(OptimConfig::admire(), |i| i.prog_decay = true),
         500,
     )
     .unwrap();
@@ -347,11 +347,11 @@ fn refresh_rule_and_kappa_schedule() {
 #[test]
 fn no_decay_groups_spare_norms_and_the_embedding() {
     let mut m = model(3);
-    let cfg = OptimConfig {
+    let mut cfg = OptimConfig {
         no_decay_groups: true,
-        weight_decay: 0.5,
         ..OptimConfig::adamw()
     };
+    cfg.adamw.as_mut().unwrap().weight_decay = 0.5;
     let mut opt = Optimizer::<B>::new(&cfg, 0).unwrap();
     let before = snapshot(&m);
     // Zero gradients: only weight decay moves anything.

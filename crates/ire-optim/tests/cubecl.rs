@@ -236,11 +236,11 @@ fn worst_param_diff(a: &Named, b: &Named) -> f32 {
 
 #[test]
 fn adamw_and_admire_steps_match_flex() {
-    let admire = OptimConfig {
+    let admire = OptimConfig::adamw().with_ire(ire_optim::IreConfig {
         start: Some(1),
         interval: 2,
-        ..OptimConfig::admire()
-    };
+        ..Default::default()
+    });
     for (name, cfg) in [("AdamW", OptimConfig::adamw()), ("AdmIRE", admire)] {
         let (want, want_masks) = train::<F>(&cfg, 6);
         let (got, got_masks) = train::<G>(&cfg, 6);

@@ -7,16 +7,16 @@ mod common;
 use common::{bit_equal, loss_grads, model, snapshot, tokens, B};
 use ire_llama::{load_hf, save_hf, Llama};
 use ire_optim::{
-    clip_global_norm, gnb_gradients, gnb_seed, OptimConfig, OptimError, Optimizer, STATE_JSON_FILE,
-    STATE_TENSORS_FILE,
+    clip_global_norm, gnb_gradients, gnb_seed, IreConfig, OptimConfig, OptimError, Optimizer,
+    STATE_JSON_FILE, STATE_TENSORS_FILE,
 };
 
 fn cfg() -> OptimConfig {
-    OptimConfig {
+    OptimConfig::adamw().with_ire(IreConfig {
         start: Some(2),
         interval: 3,
-        ..OptimConfig::admire()
-    }
+        ..IreConfig::default()
+    })
 }
 
 /// One iteration of the paper's loop.
@@ -69,7 +69,8 @@ fn resume_is_bit_exact() {
         let s = o.param_state(name).unwrap();
         (
             o.mask(name).unwrap().clone().into_data().to_vec().unwrap(),
-            s.exp_avg_sq
+            s.buffer("exp_avg_sq")
+                .unwrap()
                 .to_data()
                 .to_vec::<f32>()
                 .unwrap()

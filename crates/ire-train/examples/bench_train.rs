@@ -18,7 +18,7 @@
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use ire_llama::{LlamaConfig, Precision};
-use ire_train::bench::{step_bench, BenchOptim, StepBench};
+use ire_train::bench::{bench_optims, step_bench, StepBench, BENCH_OPTIMS};
 
 struct Args {
     preset: String,
@@ -94,12 +94,13 @@ fn main() {
         batch: a.batch,
         steps: a.steps,
         warmup: a.warmup,
-        which: match a.optim.as_str() {
-            "both" => BenchOptim::Both,
-            "admire" => BenchOptim::Admire,
-            _ => BenchOptim::AdamW,
+        optims: match bench_optims(&a.optim, &StepBench::default_optim()) {
+            Ok(o) => o,
+            Err(label) => {
+                eprintln!("bench_train: --optim {label}: expected {BENCH_OPTIMS}");
+                std::process::exit(2);
+            }
         },
-        optim: StepBench::default_optim(),
         lr: 1e-3,
         precision: Precision::F32,
         profile: a.profile,

@@ -20,22 +20,79 @@ use burn::prelude::*;
 use ire_llama::ops::profile;
 use ire_llama::{InitScheme, Llama, LlamaConfig, Precision};
 use ire_optim::select_device::kth_smallest;
-use ire_optim::{gnb_seed, OptimConfig, OptimName, Optimizer, TrainBackend};
+use ire_optim::{gnb_seed, BaseName, IreConfig, OptimConfig, Optimizer, TrainBackend};
 use serde_json::{json, Value};
 
 use crate::guard::Guard;
 use crate::step::{apply_update, estimate_curvature, forward_backward, Tokens, UpdateSettings};
 use crate::{GuardSection, TrainError};
 
-/// Which optimizers [`step_bench`] steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BenchOptim {
-    /// AdamW only.
-    AdamW,
-    /// AdmIRE only.
-    Admire,
-    /// Both, alternately; adds `admire_over_adamw`.
-    Both,
+/// The optimizers `ire bench step --optim LIST` understands: a base alone or with IRE
+/// (`admire` is `adamw+ire`), `both` (AdamW and AdmIRE) and `all` (every base, alone and
+/// with IRE).
+pub const BENCH_OPTIMS: &str =
+    "adamw, admire, sgd, sgd+ire, lion, lion+ire, muon, muon+ire, both or all (comma-separated)";
+
+/// The optimizers of a `--optim` list ([`BENCH_OPTIMS`]), by label, each from `template`'s
+/// settings (its base's tables at their defaults for another base; IRE from `template`, or
+/// the defaults with `start = 0`). `None` names the label it does not know.
+pub fn bench_optims(list: &str, template: &OptimConfig) -> Result<Vec<OptimConfig>, String> {
+    let mut out = Vec::new();
+    for label in list.split(',').map(str::trim) {
+        let labels: &[&str] = match label {
+            "both" => &["adamw", "admire"],
+            "all" => &[
+                "adamw", "admire", "sgd", "sgd+ire", "lion", "lion+ire", "muon", "muon+ire",
+            ],
+            one => &[one][..],
+        };
+        for &one in labels {
+            out.push(bench_optim(one, template).ok_or_else(|| one.to_string())?);
+        }
+    }
+    Ok(out)
+}
+
+fn bench_optim(label: &str, template: &OptimConfig) -> Option<OptimConfig> {
+    let (base, ire) = match label {
+        "admire" => ("adamw", true),
+        other => match other.strip_suffix("+ire") {
+            Some(base) => (base, true),
+            None => (other, false),
+        },
+    };
+    let base = [
+        BaseName::Adamw,
+        BaseName::Sgd,
+        BaseName::Lion,
+        BaseName::Muon,
+    ]
+    .into_iter()
+    .find(|b| b.as_str() == base)?;
+    let mut cfg = if base == template.base {
+        template.clone()
+    } else {
+        OptimConfig {
+            clip_norm: template.clip_norm,
+            no_decay_groups: template.no_decay_groups,
+            adamw: template.adamw,
+            ..OptimConfig::base(base)
+        }
+    };
+    cfg.ire = ire.then(|| {
+        template
+            .ire
+            .clone()
+            .unwrap_or_else(|| StepBench::default_optim().ire.unwrap_or_default())
+    });
+    cfg.sgd = cfg.sgd.filter(|_| base == BaseName::Sgd);
+    cfg.lion = cfg.lion.filter(|_| base == BaseName::Lion);
+    cfg.muon = cfg.muon.filter(|_| base == BaseName::Muon);
+    cfg.adamw = cfg
+        .adamw
+        .filter(|_| matches!(base, BaseName::Adamw | BaseName::Muon));
+    cfg.fill_tables();
+    Some(cfg)
 }
 
 /// What [`step_bench`] measures.
@@ -51,11 +108,9 @@ pub struct StepBench {
     pub steps: usize,
     /// Untimed steps first (autotune, allocator warm-up).
     pub warmup: usize,
-    /// Which optimizer(s) to step.
-    pub which: BenchOptim,
-    /// The optimizer settings (clip, κ, γ, K, betas, …); AdamW runs them with `name = "adamw"`,
-    /// AdmIRE with `name = "admire"`. [`StepBench::default_optim`] is the default.
-    pub optim: OptimConfig,
+    /// The optimizers to step, alternately ([`bench_optims`]); the first is the reference of
+    /// the `*_over_first` ratios.
+    pub optims: Vec<OptimConfig>,
     /// The learning rate of every step (η_t = η_max).
     pub lr: f64,
     /// Dtype of the matmuls.
@@ -67,13 +122,13 @@ pub struct StepBench {
 }
 
 impl StepBench {
-    /// The optimizer settings `ire bench step` uses: the `[optim]` defaults (κ = 4, γ = 0.6,
+    /// The optimizer settings `ire bench step` uses: AdmIRE's defaults (κ = 4, γ = 0.6,
     /// K = 10, clip 1.0), boosting from the first step (`start = 0`).
     pub fn default_optim() -> OptimConfig {
-        OptimConfig {
+        OptimConfig::adamw().with_ire(IreConfig {
             start: Some(0),
-            ..OptimConfig::admire()
-        }
+            ..IreConfig::default()
+        })
     }
 }
 
@@ -104,7 +159,7 @@ impl Phases {
 
 /// One model and optimizer being stepped, with its timings.
 struct Run<B: TrainBackend> {
-    optim_name: &'static str,
+    optim_name: String,
     model: Llama<B>,
     optim: Optimizer<B>,
     settings: UpdateSettings,
@@ -113,26 +168,18 @@ struct Run<B: TrainBackend> {
 }
 
 impl<B: TrainBackend> Run<B> {
-    fn new(s: &StepBench, name: OptimName, device: &B::Device) -> Result<Self, TrainError> {
+    fn new(s: &StepBench, optim: &OptimConfig, device: &B::Device) -> Result<Self, TrainError> {
         let model =
             Llama::<B>::init(&s.model, InitScheme::Torch, 0, device)?.with_precision(s.precision);
-        let optim_cfg = OptimConfig {
-            name,
-            ..s.optim.clone()
-        };
         Ok(Self {
-            optim_name: if name == OptimName::Admire {
-                "admire"
-            } else {
-                "adamw"
-            },
+            optim_name: optim.label(),
             model,
-            optim: Optimizer::<B>::new(&optim_cfg, 0)?,
+            optim: Optimizer::<B>::new(optim, 0)?,
             settings: UpdateSettings {
                 iteration: 0,
                 lr: s.lr,
                 lr_max: s.lr,
-                clip_norm: s.optim.clip_norm,
+                clip_norm: optim.clip_norm,
             },
             times: Vec::new(),
             phases: Phases::default(),
@@ -210,16 +257,18 @@ fn tokens<B: Backend>(s: &StepBench, device: &B::Device) -> Tokens<B> {
 }
 
 /// Steps the model `warmup + steps` times and reports one JSON object: median and mean step
-/// time, tokens/s, MFU, peak RSS, and with [`BenchOptim::Both`] the AdmIRE/AdamW ratio of mean
-/// step times; with `profile`, milliseconds per step by phase and by fused op. An invalid shape
+/// time, tokens/s, MFU, peak RSS of the first optimizer; with AdamW and AdmIRE the AdmIRE/AdamW
+/// ratio of mean step times, with several optimizers each one's times (`runs`); with `profile`, milliseconds per step by phase and by fused op. An invalid shape
 /// or optimizer setting, or a non-finite step, is an error.
 pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Result<Value, TrainError> {
-    let (adamw, admire) = (OptimName::Adamw, OptimName::Admire);
-    let mut runs: Vec<Run<B>> = match s.which {
-        BenchOptim::Both => vec![Run::new(s, adamw, device)?, Run::new(s, admire, device)?],
-        BenchOptim::Admire => vec![Run::new(s, admire, device)?],
-        BenchOptim::AdamW => vec![Run::new(s, adamw, device)?],
-    };
+    let mut runs = s
+        .optims
+        .iter()
+        .map(|o| Run::new(s, o, device))
+        .collect::<Result<Vec<Run<B>>, _>>()?;
+    if runs.is_empty() {
+        return Err(TrainError::config("--optim", "at least one optimizer"));
+    }
     let batch = tokens::<B>(s, device);
     let profiling = s.profile && runs.len() == 1;
     let names: Vec<String> = runs.iter().map(|r| r.optim_name.to_string()).collect();
@@ -263,15 +312,34 @@ pub fn step_bench<B: TrainBackend>(s: &StepBench, device: &B::Device) -> Result<
         "threads": std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
         "kernels": std::env::var("IRE_KERNELS").unwrap_or_else(|_| "all".into()),
     });
-    if let Some(second) = runs.get(1) {
-        let (_, admire_mean) = second.stats();
+    if names == ["adamw", "admire"] {
+        let (_, admire_mean) = runs[1].stats();
         out["admire_step_ms_mean"] = (admire_mean * 1e3).into();
         out["admire_over_adamw"] = (admire_mean / mean).into();
+    }
+    if runs.len() > 1 {
+        out["runs"] = runs.iter().map(|r| run_summary(r, mean)).collect();
     }
     if profiling {
         out["ms_per_step"] = profile_split(&runs[0]).into();
     }
     Ok(out)
+}
+
+/// One optimizer's step times against the first's mean (`first_mean`, s), and its optimizer's
+/// share of the step.
+fn run_summary<B: TrainBackend>(run: &Run<B>, first_mean: f64) -> Value {
+    let (median, mean) = run.stats();
+    let n = run.times.len().max(1) as f64;
+    let phase = |k| run.phases.0.get(k).copied().unwrap_or(0.0) / n * 1e3;
+    json!({
+        "optim": run.optim_name,
+        "step_ms": median * 1e3,
+        "step_ms_mean": mean * 1e3,
+        "over_first": mean / first_mean,
+        "update_ms": phase("update (clip, guard, optimizer)"),
+        "refresh_ms": phase("mask refresh") + phase("gnb fwd+bwd"),
+    })
 }
 
 /// Milliseconds per step by phase, and inside forward + backward by fused op.

@@ -393,16 +393,17 @@ impl RunConfig {
         for item in overrides {
             apply_override(&mut value, item)?;
         }
-        if check_written {
-            refuse_foreign_optim_keys(&value)?;
+        if let Some(optim) = value.get_mut("optim").and_then(toml::Value::as_table_mut) {
+            ire_optim::config_read::upgrade(optim, !check_written).map_err(optim_error)?;
         }
         // serde_path_to_error names the key at fault (`optim.kappa`), which toml's own error
         // loses once overrides have turned the text into a tree.
-        let cfg: RunConfig =
+        let mut cfg: RunConfig =
             serde_path_to_error::deserialize(value).map_err(|e| TrainError::Config {
                 key: format!("{origin}: {}", e.path()),
                 message: e.inner().message().to_string(),
             })?;
+        cfg.optim.fill_tables();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -468,9 +469,7 @@ impl RunConfig {
         self.schedule
             .build()
             .map_err(|e| TrainError::config("schedule", e.to_string()))?;
-        self.optim
-            .validate()
-            .map_err(|e| TrainError::config("optim", e.to_string()))?;
+        self.optim.validate().map_err(optim_error)?;
         self.data
             .validate()
             .map_err(|e| TrainError::config("data", e.to_string()))?;
@@ -492,57 +491,20 @@ impl RunConfig {
         self.batch.micro_batch * self.batch.grad_accum * self.replicas()
     }
 
-    /// The config as TOML text (saved in the run directory and in every checkpoint). An AdamW
-    /// run's `[optim]` leaves out the AdmIRE-only keys, so the text loads as a config again.
+    /// The config as TOML text (saved in the run directory and in every checkpoint); `[optim]`
+    /// in the current spelling, with only the tables the run uses.
     pub fn to_toml(&self) -> String {
-        let text = toml::to_string_pretty(self).expect("a RunConfig always serializes to TOML");
-        match self.optim.name {
-            ire_optim::OptimName::Admire => text,
-            ire_optim::OptimName::Adamw => without_admire_keys(&text),
-        }
+        toml::to_string_pretty(self).expect("a RunConfig always serializes to TOML")
     }
 }
 
-/// `text` without the lines of `[optim]` that set an AdmIRE-only key. Those values are scalars,
-/// one line each, so dropping lines keeps the rest (and its order) byte for byte.
-fn without_admire_keys(text: &str) -> String {
-    let mut section = "";
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            section = trimmed;
+/// An `[optim]` error keyed by its field (`optim.ire.kappa`).
+fn optim_error(e: ire_optim::OptimError) -> TrainError {
+    match e {
+        ire_optim::OptimError::Config { field, message, .. } => {
+            TrainError::config(&format!("optim.{field}"), message)
         }
-        let key = trimmed.split('=').next().unwrap_or("").trim();
-        if section == "[optim]" && ire_optim::ADMIRE_ONLY_KEYS.contains(&key) {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-/// Refuses an AdmIRE-only key written in `[optim]` (file or `--set`) of an AdamW run: AdamW would
-/// ignore it, so the user meant something else. Read from the written tree, not the resolved
-/// config, whose defaults fill in every key.
-fn refuse_foreign_optim_keys(root: &toml::Value) -> Result<(), TrainError> {
-    let Some(optim) = root.get("optim").and_then(toml::Value::as_table) else {
-        return Ok(());
-    };
-    if optim.get("name").and_then(toml::Value::as_str) != Some("adamw") {
-        return Ok(());
-    }
-    match ire_optim::ADMIRE_ONLY_KEYS
-        .iter()
-        .find(|k| optim.contains_key(**k))
-    {
-        Some(key) => Err(TrainError::config(
-            &format!("optim.{key}"),
-            "only applies to AdmIRE (optim.name = \"admire\"), and this run uses AdamW \
-             (optim.name = \"adamw\"): remove the key, or set optim.name = \"admire\"",
-        )),
-        None => Ok(()),
+        other => TrainError::config("optim", other.to_string()),
     }
 }
 
@@ -601,7 +563,7 @@ mod tests {
         }
     }
 
-    /// A valid value of each AdmIRE-only key (written with `--set`).
+    /// A valid value of each IRE key (written with `--set`).
     const ADMIRE_VALUES: &[&str] = &[
         "kappa=2",
         "gamma=0.5",
@@ -613,47 +575,62 @@ mod tests {
         "start=3",
     ];
 
-    #[test]
-    fn adamw_refuses_every_admire_only_key_it_is_given() {
-        assert_eq!(ADMIRE_VALUES.len(), ire_optim::ADMIRE_ONLY_KEYS.len());
-        for (value, key) in ADMIRE_VALUES.iter().zip(ire_optim::ADMIRE_ONLY_KEYS) {
-            let set = format!("optim.{value}");
-            let (at, message) = config_error(ADAMW, &[&set]);
-            assert_eq!(at, format!("optim.{key}"), "{set}");
-            assert!(message.contains("only applies to AdmIRE"), "{message}");
-            assert!(message.contains("optim.name = \"admire\""), "{message}");
-            // The same key is AdmIRE's to take.
-            RunConfig::parse(ADMIRE, "t.toml", &[set]).unwrap();
-        }
-        // Written in the file, not only with --set; and `--set optim.name=adamw` on an AdmIRE
-        // file that writes kappa is refused too.
-        let file = ADAMW.replace("name = \"adamw\"", "name = \"adamw\"\nkappa = 4.0");
-        assert_eq!(config_error(&file, &[]).0, "optim.kappa");
-        assert_eq!(
-            config_error(ADMIRE, &["optim.name=\"adamw\""]).0,
-            "optim.kappa"
-        );
-        // AdamW with its own keys only is accepted.
-        let cfg = RunConfig::parse(ADAMW, "t.toml", &["optim.beta2=0.99".into()]).unwrap();
-        assert_eq!(cfg.optim.beta2, 0.99);
+    /// `text` with its `[optim]` in the older spelling (`name = "admire"` or `"adamw"`, every key
+    /// directly in the section), as configs were written before bases and IRE were apart.
+    fn older_spelling(text: &str, name: &str) -> String {
+        let start = text.find("[optim]").unwrap();
+        let end = text.find("[schedule]").unwrap();
+        let optim = format!("[optim]\nname = \"{name}\"\nbeta2 = 0.95\nclip_norm = 1.0\n\n");
+        format!("{}{optim}{}", &text[..start], &text[end..])
     }
 
     #[test]
-    fn a_resolved_adamw_config_loads_again() {
+    fn ire_keys_are_refused_outside_their_table_and_on_an_older_adamw_config() {
+        assert_eq!(ADMIRE_VALUES.len(), ire_optim::ADMIRE_ONLY_KEYS.len());
+        let old_adamw = older_spelling(ADAMW, "adamw");
+        let old_admire = older_spelling(ADAMW, "admire");
+        for (value, key) in ADMIRE_VALUES.iter().zip(ire_optim::ADMIRE_ONLY_KEYS) {
+            // The current spelling: in [optim.ire], never at the top of [optim].
+            let (at, message) = config_error(ADAMW, &[&format!("optim.{value}")]);
+            assert_eq!(at, format!("optim.{key}"), "{value}");
+            assert!(message.contains("belongs in [optim.ire]"), "{message}");
+            RunConfig::parse(ADMIRE, "t.toml", &[format!("optim.ire.{value}")]).unwrap();
+            // The older spelling: AdmIRE's to take, refused with name = "adamw".
+            let (at, message) = config_error(&old_adamw, &[&format!("optim.{value}")]);
+            assert_eq!(at, format!("optim.{key}"), "{value}");
+            assert!(message.contains("only applies to AdmIRE"), "{message}");
+            assert!(message.contains("optim.name = \"admire\""), "{message}");
+            RunConfig::parse(&old_admire, "t.toml", &[format!("optim.{value}")]).unwrap();
+        }
+        // AdamW with its own keys only is accepted, in either spelling.
+        let cfg = RunConfig::parse(ADAMW, "t.toml", &["optim.adamw.beta2=0.99".into()]).unwrap();
+        assert_eq!(cfg.optim.adamw_params().beta2, 0.99);
+        let cfg = RunConfig::parse(&old_adamw, "t.toml", &["optim.beta2=0.99".into()]).unwrap();
+        assert_eq!(cfg.optim.adamw_params().beta2, 0.99);
+    }
+
+    #[test]
+    fn a_resolved_config_loads_again_and_older_saved_configs_load() {
+        for text in [ADAMW, ADMIRE] {
+            let cfg = RunConfig::parse(text, "t.toml", &[]).unwrap();
+            let saved = cfg.to_toml();
+            assert!(
+                saved.contains("[optim.adamw]") && !saved.contains("name = \"ad"),
+                "{saved}"
+            );
+            assert_eq!(
+                saved.contains("[optim.ire]"),
+                cfg.optim.ire.is_some(),
+                "{saved}"
+            );
+            let again = RunConfig::parse(&saved, "saved.toml", &[]).unwrap();
+            assert_eq!(again.to_toml(), saved);
+            assert_eq!(again.optim, cfg.optim);
+        }
+        // What older versions saved for an AdamW run (every optim key, the AdmIRE ones too) is
+        // refused as input, but loads as a saved config, its AdmIRE keys ignored.
         let cfg = RunConfig::parse(ADAMW, "t.toml", &[]).unwrap();
-        let text = cfg.to_toml();
-        assert!(!text.contains("kappa") && !text.contains("gamma"), "{text}");
-        assert!(text.contains("beta2 = 0.95"), "{text}");
-        let again = RunConfig::parse(&text, "saved.toml", &[]).unwrap();
-        assert_eq!(again.to_toml(), text);
-        assert_eq!(again.optim, cfg.optim);
-        // An AdmIRE run keeps its keys.
-        let admire = RunConfig::parse(ADMIRE, "t.toml", &[]).unwrap().to_toml();
-        assert!(admire.contains("kappa = 4.0"), "{admire}");
-        // What older versions saved (every optim key) is refused as input, but a saved
-        // config loads, its AdmIRE keys ignored.
-        let old = toml::to_string_pretty(&cfg).unwrap();
-        assert!(old.contains("kappa = 4.0"));
+        let old = older_spelling(ADAMW, "adamw").replace("[optim]\n", "[optim]\nkappa = 4.0\n");
         assert_eq!(config_error(&old, &[]).0, "optim.kappa");
         let saved = RunConfig::parse_text(&old, "saved.toml", &[], false).unwrap();
         assert_eq!(saved.optim, cfg.optim);

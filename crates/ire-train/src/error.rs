@@ -9,7 +9,7 @@ pub enum TrainError {
     /// A config key has a bad value.
     #[error("{key}: {message}")]
     Config {
-        /// The key path, e.g. `configs/tiny.toml: optim.kappa`.
+        /// The key path, e.g. `configs/tiny.toml: optim.ire.kappa`.
         key: String,
         /// What is expected there.
         message: String,

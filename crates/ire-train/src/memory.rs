@@ -83,6 +83,7 @@ impl MemoryPlan {
         let f32_plan = Self {
             weights: F32 * p,
             gradients: F32 * p + accumulator,
+            // AdamW's m and v: the most any base keeps (SGD, Lion and Muon's matrices keep one).
             optimizer: 2 * F32 * p + admire_state,
             activations: F32 * b * s * (6 * d + 2 * kv + 4 * i) * l,
             scores: F32 * 2 * b * h * s * s * l,

@@ -8,6 +8,8 @@ use std::fmt::Write;
 
 use serde_json::Value as Json;
 
+use ire_optim::{BaseName, OptimConfig};
+
 use crate::RunConfig;
 
 /// The command that regenerates docs/config.md (printed by the test that finds it stale).
@@ -23,7 +25,10 @@ dir = "runs/example"
 preset = "tiny"
 
 [optim]
-name = "admire"
+base = "adamw"
+
+[optim.ire]
+kappa = 4.0
 
 [schedule]
 lr_max = 2e-3
@@ -59,10 +64,10 @@ pub struct KeyDoc {
     pub default: DefaultDoc,
 }
 
-/// One `[section]`.
+/// One `[section]`, or a table inside one (`[optim.ire]`).
 #[derive(Debug, Clone)]
 pub struct SectionDoc {
-    /// `optim`.
+    /// `optim`, or `optim.ire` for a table of a section.
     pub name: String,
     /// What the section is for.
     pub about: String,
@@ -70,40 +75,68 @@ pub struct SectionDoc {
     pub keys: Vec<KeyDoc>,
 }
 
-/// Every section and key of a run config, in declared order.
+/// Every section and key of a run config, in declared order; a key holding a struct (`[optim]`'s
+/// `ire`, `adamw`, …) is a section of its own (`optim.ire`), right after its parent.
 pub fn sections() -> Vec<SectionDoc> {
     let schema = schemars::schema_for!(RunConfig);
     let root = schema.as_value();
     let order = declared_order();
-    let mut out: Vec<SectionDoc> = object(root, "properties")
-        .map(|(name, prop)| {
-            let body = resolve(prop, root);
-            let required = strings(body, "required");
-            let mut keys: Vec<KeyDoc> = object(body, "properties")
-                .map(|(key, p)| key_doc(key, p, root, required.contains(&key.as_str())))
-                .collect();
-            keys.sort_by_key(|k| position(&order, name, &k.name));
-            if name == "optim" {
-                mark_admire_only(&mut keys);
-            }
-            SectionDoc {
-                name: name.clone(),
-                about: one_line(prop.get("description")),
-                keys,
-            }
-        })
-        .collect();
-    out.sort_by_key(|s| position(&order, &s.name, ""));
+    let mut out = Vec::new();
+    for (name, prop) in object(root, "properties") {
+        section_docs(name, prop, root, &order, &mut out);
+    }
+    let parent = |s: &SectionDoc| s.name.split('.').next().unwrap_or("").to_string();
+    out.sort_by_key(|s| {
+        let top = position(&order, &parent(s), "");
+        (
+            top,
+            s.name.contains('.'),
+            position(&order, &s.name, ""),
+            s.name.clone(),
+        )
+    });
     out
 }
 
-/// Says on each AdmIRE-only key of `[optim]` that AdamW refuses it.
-fn mark_admire_only(keys: &mut [KeyDoc]) {
-    for key in keys {
-        if ire_optim::ADMIRE_ONLY_KEYS.contains(&key.name.as_str()) {
-            key.about
-                .push_str(" AdmIRE only: refused with `name = \"adamw\"`.");
+/// The section `name` (schema `prop`) and its tables, appended to `out`.
+fn section_docs(
+    name: &str,
+    prop: &Json,
+    root: &Json,
+    order: &[(String, String)],
+    out: &mut Vec<SectionDoc>,
+) {
+    let body = table_schema(prop, root).unwrap_or_else(|| resolve(prop, root));
+    let required = strings(body, "required");
+    let mut keys = Vec::new();
+    for (key, p) in object(body, "properties") {
+        match table_schema(p, root) {
+            Some(_) => section_docs(&format!("{name}.{key}"), p, root, order, out),
+            None => keys.push(key_doc(key, p, root, required.contains(&key.as_str()))),
         }
+    }
+    keys.sort_by_key(|k| position(order, name, &k.name));
+    out.push(SectionDoc {
+        name: name.to_string(),
+        about: one_line(prop.get("description")),
+        keys,
+    });
+}
+
+/// The struct schema of a key that holds a struct, or an `Option` of one: a table of its own.
+fn table_schema<'a>(prop: &'a Json, root: &'a Json) -> Option<&'a Json> {
+    let direct = resolve(prop, root);
+    if direct.get("properties").is_some() {
+        return Some(direct);
+    }
+    let alternatives = prop.get("anyOf").and_then(Json::as_array)?;
+    let mut structs = alternatives
+        .iter()
+        .filter(|a| a.get("type") != Some(&"null".into()))
+        .map(|a| resolve(a, root));
+    match (structs.next(), structs.next()) {
+        (Some(one), None) if one.get("properties").is_some() => Some(one),
+        _ => None,
     }
 }
 
@@ -123,27 +156,35 @@ fn key_doc(name: &str, prop: &Json, root: &Json, required: bool) -> KeyDoc {
 }
 
 /// `(section, key)` pairs in the order [`RunConfig`] serializes them (`key` empty for the
-/// section itself); keys that are unset in [`EXAMPLE`] are not in it and sort last.
+/// section itself): [`EXAMPLE`]'s, then the `[optim]` tables of the other bases; keys unset in
+/// both are not in it and sort last.
 fn declared_order() -> Vec<(String, String)> {
     let cfg = RunConfig::parse(EXAMPLE, "the reference example", &[])
         .expect("the reference example is a valid config");
-    let text = toml::to_string(&cfg).expect("a RunConfig always serializes to TOML");
     let mut order = Vec::new();
+    let text = toml::to_string(&cfg).expect("a RunConfig always serializes to TOML");
+    push_order(&text, "", &mut order);
+    for base in [BaseName::Sgd, BaseName::Lion, BaseName::Muon] {
+        let optim = toml::to_string(&OptimConfig::base(base)).expect("an OptimConfig serializes");
+        push_order(&optim, "optim.", &mut order);
+    }
+    order
+}
+
+/// The sections and keys of TOML `text` in order, its headers prefixed with `prefix`.
+fn push_order(text: &str, prefix: &str, order: &mut Vec<(String, String)>) {
     let mut section = String::new();
     for line in text.lines() {
         let t = line.trim();
         if let Some(header) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            let mut parts = header.split('.');
-            section = parts.next().unwrap_or("").to_string();
-            order.push((section.clone(), String::new()));
-            if let Some(key) = parts.next() {
-                order.push((section.clone(), key.to_string()));
+            section = format!("{prefix}{header}");
+            if !order.contains(&(section.clone(), String::new())) {
+                order.push((section.clone(), String::new()));
             }
         } else if let Some((key, _)) = t.split_once(" = ") {
             order.push((section.clone(), key.trim().to_string()));
         }
     }
-    order
 }
 
 fn position(order: &[(String, String)], section: &str, key: &str) -> usize {
@@ -278,8 +319,9 @@ fn variants(s: &Json, root: &Json) -> Vec<(String, String)> {
 }
 
 /// `ire config`: `cfg` as TOML, every key under a one-line comment (meaning, type, default).
-/// Unset keys and keys the run's optimizer does not read are printed commented out, with the
-/// value the run uses instead, so the text parses back to `cfg`.
+/// Unset keys are printed commented out with the value the run uses instead, and the tables of
+/// `[optim]` the run does not use (another base's, `[optim.ire]` without IRE) with their keys'
+/// defaults, so the text parses back to `cfg`.
 pub fn annotated_toml(cfg: &RunConfig, origin: &str) -> String {
     let resolved = toml::Value::try_from(cfg).expect("a RunConfig always serializes to TOML");
     let mut out = format!(
@@ -289,8 +331,18 @@ pub fn annotated_toml(cfg: &RunConfig, origin: &str) -> String {
          # commented out is unset (its line shows what the run uses instead) or does not apply.\n\n"
     );
     for section in sections() {
-        let values = resolved.get(&section.name).and_then(toml::Value::as_table);
-        let _ = writeln!(out, "# {}\n[{}]", section.about, section.name);
+        let mut path = section.name.split('.');
+        let first = resolved.get(path.next().unwrap_or(""));
+        let values = path.fold(first, |v, key| v.and_then(|v| v.get(key)));
+        let values = values.and_then(toml::Value::as_table);
+        let _ = match values {
+            Some(_) => writeln!(out, "# {}\n[{}]", section.about, section.name),
+            None => writeln!(
+                out,
+                "# {}\n# [{}]  # not used by this run: its keys at their defaults",
+                section.about, section.name
+            ),
+        };
         for key in &section.keys {
             let default = match &key.default {
                 DefaultDoc::Required => "required".to_string(),
@@ -300,9 +352,9 @@ pub fn annotated_toml(cfg: &RunConfig, origin: &str) -> String {
             let _ = writeln!(out, "# {} [{}; {default}]", key.about, key.kind);
             let value = values.and_then(|t| t.get(&key.name));
             let name = &key.name;
-            let _ = match (value, not_applicable(cfg, &section.name, name)) {
-                (Some(v), None) => writeln!(out, "{name} = {}", show(v)),
-                (Some(v), Some(why)) => writeln!(out, "# {name} = {}  # {why}", show(v)),
+            let _ = match (value, &key.default) {
+                (Some(v), _) => writeln!(out, "{name} = {}", show(v)),
+                (None, DefaultDoc::Value(v)) if values.is_none() => writeln!(out, "# {name} = {v}"),
                 (None, _) => match unset_value(cfg, &section.name, name) {
                     Some(v) => writeln!(out, "# {name} = {v}  # unset: the run uses this"),
                     None => writeln!(out, "# {name} =  # unset"),
@@ -314,13 +366,6 @@ pub fn annotated_toml(cfg: &RunConfig, origin: &str) -> String {
     out
 }
 
-/// Why a key of `cfg` is printed commented out although it has a value.
-fn not_applicable(cfg: &RunConfig, section: &str, key: &str) -> Option<&'static str> {
-    let adamw = cfg.optim.name == ire_optim::OptimName::Adamw;
-    (section == "optim" && adamw && ire_optim::ADMIRE_ONLY_KEYS.contains(&key))
-        .then_some("AdmIRE only: refused with optim.name = \"adamw\"")
-}
-
 /// The value an unset key takes in `cfg`, where the config can tell it (inline TOML).
 fn unset_value(cfg: &RunConfig, section: &str, key: &str) -> Option<String> {
     let model = cfg.model.resolve().ok()?;
@@ -328,7 +373,7 @@ fn unset_value(cfg: &RunConfig, section: &str, key: &str) -> Option<String> {
         ("model", _) => serde_json::to_value(&model).ok()?.get(key)?.clone(),
         ("batch", "seq_len") => cfg.seq_len(&model).into(),
         ("schedule", "lr_min") => cfg.schedule.build().ok()?.lr_min.into(),
-        ("optim", "start") => cfg.schedule.warmup.into(),
+        ("optim.ire", "start") => cfg.schedule.warmup.into(),
         ("data", "tokenizer") => serde_json::to_value(cfg.data.tokenizer_spec()).ok()?,
         ("data", "prepared_dir") => cfg.data.prepared_dir().display().to_string().into(),
         ("data", "val_fraction") => cfg.data.val_fraction().into(),
@@ -386,12 +431,19 @@ its type or allowed values, its default and what it means; unknown keys are erro
 `ire config --config FILE [--set key=value …]` prints the resolved config of FILE: every key with
 the value the run will use (defaults filled in) and a comment saying what it means. That output is
 itself a config: `ire train --config` accepts it and resolves it to the same run. Keys printed
-commented out are unset (or, in `[optim]` of an AdamW run, AdmIRE-only); their comment says what
-the run uses instead.
+commented out are unset (their comment says what the run uses instead) or in a table the run does
+not use (another base's, or `[optim.ire]` without IRE).
 
-Settings that cannot be meant are refused when the config is read: an AdmIRE-only key of
-`[optim]` (`kappa`, `gamma`, `interval`, `prog_decay`, `scope`, `estimator`, `hessian`, `start`)
-written for an AdamW run, or `batch.seq_len` beyond the model's context
+`[optim]` names the base optimizer (`base`); each base's hyper-parameters are in its own table
+(`[optim.adamw]`, `[optim.sgd]`, `[optim.lion]`, `[optim.muon]`; Muon uses `[optim.adamw]` too, for
+the parameters it leaves to AdamW) and IRE is the table `[optim.ire]`: present, IRE runs on top of
+the base (AdamW + IRE is the paper's AdmIRE); absent, the base runs alone. docs/optimizers.md
+explains each. The older spelling — `name = \"admire\"` or `\"adamw\"` with AdamW's and IRE's keys
+directly in `[optim]` — still reads as the same config; `ire config` prints it in this one.
+
+Settings that cannot be meant are refused when the config is read: a table of a base the run does
+not use, an AdamW or IRE key at the top of `[optim]` next to `base` (it belongs in its table), an
+IRE key with the older `name = \"adamw\"`, or `batch.seq_len` beyond the model's context
 (`model.max_position_embeddings`).
 
 The smallest config (every other key at its default):
@@ -437,13 +489,40 @@ mod tests {
         }
         assert!(keys >= 55, "only {keys} keys");
         // Defaults come from serde's, enum values from the enums.
-        let optim = sections.iter().find(|s| s.name == "optim").unwrap();
-        let key = |n: &str| optim.keys.iter().find(|k| k.name == n).unwrap();
-        assert_eq!(key("name").default, DefaultDoc::Required);
-        assert_eq!(key("kappa").default, DefaultDoc::Value("4.0".into()));
-        assert_eq!(key("eps").default, DefaultDoc::Value("1e-16".into()));
-        assert_eq!(key("start").default, DefaultDoc::Unset);
-        assert_eq!(key("scope").kind, "\"global\" | \"per_tensor\"");
+        let key = |section: &str, n: &str| {
+            let section = sections.iter().find(|s| s.name == section).unwrap();
+            section.keys.iter().find(|k| k.name == n).unwrap().clone()
+        };
+        assert_eq!(
+            key("optim", "base").default,
+            DefaultDoc::Value("\"adamw\"".into())
+        );
+        assert_eq!(
+            key("optim", "base").kind,
+            "\"adamw\" | \"sgd\" | \"lion\" | \"muon\""
+        );
+        assert_eq!(
+            key("optim.ire", "kappa").default,
+            DefaultDoc::Value("4.0".into())
+        );
+        assert_eq!(
+            key("optim.adamw", "eps").default,
+            DefaultDoc::Value("1e-16".into())
+        );
+        assert_eq!(key("optim.ire", "start").default, DefaultDoc::Unset);
+        assert_eq!(
+            key("optim.ire", "scope").kind,
+            "\"global\" | \"per_tensor\""
+        );
+        assert_eq!(
+            key("optim.lion", "beta2").default,
+            DefaultDoc::Value("0.99".into())
+        );
+        // The tables of [optim] follow it, in the example's order, then the others.
+        let at = |n: &str| names.iter().position(|s| *s == n).unwrap();
+        assert_eq!(at("optim.adamw"), at("optim") + 1);
+        assert_eq!(at("optim.ire"), at("optim") + 2);
+        assert!(at("optim.muon") < at("schedule"), "{names:?}");
     }
 
     #[test]
@@ -465,7 +544,9 @@ mod tests {
         for line in [
             "# max_position_embeddings = 256  # unset: the run uses this",
             "# lr_min = 0.0001  # unset: the run uses this",
-            "# kappa = 4.0  # AdmIRE only: refused with optim.name = \"adamw\"",
+            "# [optim.ire]  # not used by this run: its keys at their defaults",
+            "# kappa = 4.0",
+            "[optim.adamw]",
             "eps = 1e-16",
             "beta2 = 0.95",
             "tokenizer = { train = { max_train_bytes = 100000000, min_frequency = 2, vocab_size = 8192 } }",
@@ -476,18 +557,6 @@ mod tests {
         assert_eq!(
             text.lines().nth(comment).unwrap(),
             "# Adam β₂. Default 0.95. [float; default 0.95]"
-        );
-        let kappa = text
-            .lines()
-            .position(|l| l.starts_with("# kappa = "))
-            .unwrap()
-            - 1;
-        assert!(
-            text.lines()
-                .nth(kappa)
-                .unwrap()
-                .contains("AdmIRE only: refused with"),
-            "{text}"
         );
     }
 }

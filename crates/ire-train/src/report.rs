@@ -6,7 +6,6 @@
 //! the previous line).
 
 use ire_core::progress::{format_count, Cadence, Progress};
-use ire_optim::OptimName;
 
 use crate::checkpoint::TrainerState;
 use crate::metrics::{MetricLine, MetricsWriter};
@@ -63,7 +62,7 @@ impl Reporter {
             tokens_per_step: shared.tokens_per_step(),
             flops_per_token: shared.model_cfg.flops_per_token(shared.seq_len),
             peak_flops: shared.peak_flops * world as f64,
-            is_admire: shared.cfg.optim.name == OptimName::Admire,
+            is_admire: shared.cfg.optim.ire.is_some(),
         })
     }
 

@@ -187,7 +187,7 @@ pub(crate) fn checkpoint_of(start: &Start) -> Option<&Path> {
 /// The run's memory plan for one device (see [`crate::memory`]).
 pub fn memory_plan(cfg: &RunConfig, model_cfg: &LlamaConfig) -> MemoryPlan {
     let seq_len = cfg.seq_len(model_cfg);
-    let admire = cfg.optim.name == ire_optim::OptimName::Admire;
+    let admire = cfg.optim.ire.is_some();
     let b = &cfg.batch;
     MemoryPlan::new(
         model_cfg,
@@ -213,7 +213,7 @@ pub(crate) fn log_run(cfg: &RunConfig, model_cfg: &LlamaConfig) {
         seq_len,
         cfg.global_batch() * seq_len,
         cfg.schedule.total,
-        format!("{:?}", cfg.optim.name).to_lowercase()
+        cfg.optim.label()
     );
     let plan = memory_plan(cfg, model_cfg);
     tracing::info!("{plan}");

@@ -310,11 +310,11 @@ fn bad_configs_name_the_key() {
     let good = std::fs::read_to_string(repo().join("configs/tiny-admire.toml")).unwrap();
     let cases: [(&str, Vec<String>, &str); 6] = [
         ("no windows", vec!["eval.windows=0".into()], "eval.windows"),
-        ("unknown key", vec!["optim.kapa=3".into()], "kapa"),
+        ("unknown key", vec!["optim.ire.kapa=3".into()], "kapa"),
         (
             "wrong type",
-            vec!["optim.kappa=\"big\"".into()],
-            "optim.kappa",
+            vec!["optim.ire.kappa=\"big\"".into()],
+            "optim.ire.kappa",
         ),
         (
             "bad value",
@@ -351,10 +351,10 @@ fn bad_configs_name_the_key() {
     let cfg = RunConfig::parse(
         &good,
         "t",
-        &["optim.kappa=2".into(), "run.dir=runs/k2".into()],
+        &["optim.ire.kappa=2".into(), "run.dir=runs/k2".into()],
     )
     .unwrap();
-    assert_eq!(cfg.optim.kappa, 2.0);
+    assert_eq!(cfg.optim.ire.unwrap().kappa, 2.0);
     assert_eq!(cfg.run.dir, PathBuf::from("runs/k2"));
 }
 
@@ -404,7 +404,7 @@ fn the_annotated_config_resolves_to_the_same_config() {
         "model.max_position_embeddings=512",
         "batch.seq_len=512",
         "data.tokenizer={ file = \"tok.json\" }",
-        "optim.start=7",
+        "optim.ire.start=7",
         "run.devices=[\"cpu\", \"cpu\"]",
     ];
     let admire = repo().join("configs/tiny-admire.toml");

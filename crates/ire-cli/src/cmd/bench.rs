@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 use ire_llama::{LlamaConfig, Precision};
-use ire_train::bench::{step_bench, tau_check, BenchOptim, StepBench};
+use ire_train::bench::{bench_optims, step_bench, tau_check, StepBench, BENCH_OPTIMS};
 use ire_train::dist::{self, check::allreduce_check, Launch, Rank};
 use ire_train::{DistSection, EngineKind};
 
@@ -71,7 +71,10 @@ struct StepArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    /// adamw, admire, or both (stepped alternately; adds admire_over_adamw).
+    /// The optimizers, stepped alternately: adamw, admire (adamw+ire), sgd, sgd+ire, lion,
+    /// lion+ire, muon, muon+ire, both (adamw,admire; adds admire_over_adamw) or all (every base
+    /// alone and with IRE), comma-separated; several add `runs` (each one's step time against
+    /// the first's).
     #[arg(long, default_value = "both")]
     optim: String,
     /// f32 or bf16.
@@ -182,12 +185,8 @@ fn step(a: StepArgs) -> anyhow::Result<serde_json::Value> {
     if let Some(v) = a.vocab {
         model.vocab_size = v;
     }
-    let optim = match a.optim.as_str() {
-        "adamw" => BenchOptim::AdamW,
-        "admire" => BenchOptim::Admire,
-        "both" => BenchOptim::Both,
-        other => bail!("--optim {other}: expected adamw, admire or both"),
-    };
+    let optims = bench_optims(&a.optim, &StepBench::default_optim())
+        .map_err(|label| anyhow::anyhow!("--optim {label}: expected {BENCH_OPTIMS}"))?;
     let precision = match a.precision.as_str() {
         "f32" => Precision::F32,
         "bf16" => Precision::Bf16,
@@ -204,8 +203,7 @@ fn step(a: StepArgs) -> anyhow::Result<serde_json::Value> {
         batch: a.batch,
         steps: a.steps,
         warmup: a.warmup,
-        which: optim,
-        optim: StepBench::default_optim(),
+        optims,
         lr: 1e-3,
         precision,
         profile: a.profile,

@@ -13,7 +13,7 @@ pub struct Args {
     /// Run config (TOML), resolved as `ire train --config` resolves it.
     #[arg(long, default_value = super::train::DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Override a config value, e.g. --set optim.kappa=2 (repeatable).
+    /// Override a config value, e.g. --set optim.ire.kappa=2 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Print the reference of every key (docs/config.md) instead of one config.

@@ -1,8 +1,9 @@
-//! AdmIRE — AdamW with the Implicit-Regularization Enhancement (Wang et al., "Improving
+//! The optimizer over a whole model: a base (AdamW, SGD, Lion or Muon; [`crate::base`]) and,
+//! optionally, the Implicit-Regularization Enhancement on top (Wang et al., "Improving
 //! Generalization and Convergence by Enhancing Implicit Regularization", NeurIPS 2024,
-//! arXiv 2405.20763, Algorithm 1) — and plain AdamW, its κ = 0 case, behind one [`Optimizer`].
+//! arXiv 2405.20763, Algorithm 1) — AdamW + IRE is the paper's AdmIRE.
 //!
-//! Algorithm 1 with AdamW as the base optimizer, as the paper's code runs it:
+//! Algorithm 1 over any base optimizer, as the paper's code runs it with AdamW:
 //!
 //! ```text
 //! for t = 0, 1, …, T:
@@ -12,15 +13,16 @@
 //!         τ = k-th smallest of h over all p parameters, k = ⌊γ p⌋
 //!         n = 1[h ≤ τ]                                     (kept for the next K steps)
 //!     g = clip(∇L(θ_t))                                    clip_global_norm
-//!     Δ = AdamW displacement from g (m, v, bias correction, ε, weight decay)
+//!     Δ = the base's displacement from g (its state, its weight decay)
 //!     θ_{t+1} = θ_t + (1 + κ_t n) ⊙ Δ     if t > T_s      step
 //!     θ_{t+1} = θ_t + Δ                   otherwise
 //! ```
 //!
 //! with κ_t = κ, or κ·η_t/η_max under `prog_decay`, and T_s the start step (the end of the
-//! warm-up by default). Adam's `m` and `v` see only the raw (clipped) gradient; the boost
-//! multiplies the whole AdamW displacement, weight decay included, so flat coordinates move
-//! `1 + κ` times as far and sharp ones exactly as in AdamW. Defaults: κ = 4, γ = 0.6, K = 10.
+//! warm-up by default). The base's state sees only the raw (clipped) gradient; the boost
+//! multiplies the whole displacement, weight decay included, so flat coordinates move `1 + κ`
+//! times as far and sharp ones exactly as the base moves them. Without `[optim.ire]`, or with
+//! κ = 0, the arithmetic is the base's, bit for bit. Defaults: κ = 4, γ = 0.6, K = 10.
 //!
 //! The mask is global: one threshold over every parameter of the model, which is why
 //! `refresh_mask` is its own function and not part of a per-tensor step.
@@ -35,26 +37,36 @@ use burn::tensor::ops::BoolTensor;
 use burn::tensor::TensorPrimitive;
 use ire_llama::params::named_params;
 
-use crate::adamw::{AdamWParams, Moments};
-use crate::config::{Estimator, HessianForm, MaskScope, OptimConfig, OptimName};
+use crate::adamw::AdamWParams;
+use crate::base::{composed_step, Buffers, Rule};
+use crate::config::{Estimator, HessianForm, IreConfig, MaskScope, OptimConfig};
 use crate::fused::{FusedUpdate, Step};
 use crate::grads::for_each_grad;
+use crate::mask::boost;
 use crate::mask_report::{mask_report, MaskReport};
 use crate::select::HForm;
 use crate::OptimError;
 
-/// Adam state of one parameter, kept flat on the inner backend and keyed by the parameter's
-/// dotted name (Burn's `ParamId`s change when a model is reloaded, names do not).
+/// The base's state of one parameter, kept flat on the inner backend and keyed by the
+/// parameter's dotted name (Burn's `ParamId`s change when a model is reloaded, names do not).
 #[derive(Debug, Clone)]
 pub struct ParamState<B: Backend> {
-    /// First moment `m`, flattened.
-    pub exp_avg: Tensor<B, 1>,
-    /// Second moment `v`, flattened.
-    pub exp_avg_sq: Tensor<B, 1>,
-    /// How many steps this parameter has taken (the bias-correction exponent).
+    /// Which base updates the parameter.
+    pub rule: Rule,
+    /// The rule's buffers by torch's name ([`Rule::buffers`]): AdamW's `exp_avg` (m) and
+    /// `exp_avg_sq` (v), SGD's and Muon's `momentum_buffer`, Lion's `exp_avg`; flattened.
+    pub buffers: Buffers<B>,
+    /// How many steps this parameter has taken (AdamW's bias-correction exponent).
     pub step: u64,
     /// The parameter's shape.
     pub shape: Vec<usize>,
+}
+
+impl<B: Backend> ParamState<B> {
+    /// The buffer `name` (`exp_avg`, `exp_avg_sq`, `momentum_buffer`), if the rule keeps it.
+    pub fn buffer(&self, name: &str) -> Option<&Tensor<B, 1>> {
+        self.buffers.get(name)
+    }
 }
 
 /// What a mask refresh found.
@@ -68,7 +80,7 @@ pub struct MaskStats {
     pub fraction: f64,
 }
 
-/// AdamW or AdmIRE over a whole model; see the module docs.
+/// A base optimizer, with IRE on top or not, over a whole model; see the module docs.
 #[derive(Debug)]
 pub struct Optimizer<B: AutodiffBackend> {
     pub(crate) cfg: OptimConfig,
@@ -88,9 +100,11 @@ impl<B: AutodiffBackend> Optimizer<B> {
     /// `cfg.start` is not set: pass the schedule's warm-up length.
     pub fn new(cfg: &OptimConfig, start_step: usize) -> Result<Self, OptimError> {
         cfg.validate()?;
+        let mut cfg = cfg.clone();
+        cfg.fill_tables();
         Ok(Self {
-            cfg: cfg.clone(),
-            start: cfg.start.unwrap_or(start_step),
+            start: cfg.ire.as_ref().and_then(|i| i.start).unwrap_or(start_step),
+            cfg,
             params: BTreeMap::new(),
             masks: BTreeMap::new(),
             stats: None,
@@ -110,30 +124,41 @@ impl<B: AutodiffBackend> Optimizer<B> {
         self.start
     }
 
-    fn is_admire(&self) -> bool {
-        self.cfg.name == OptimName::Admire
+    /// IRE's settings, when IRE is on.
+    pub fn ire(&self) -> Option<&IreConfig> {
+        self.cfg.ire.as_ref()
     }
 
-    /// κ_t: κ, or κ·η_t/η_max with `prog_decay` (0 for AdamW or when `lr_max ≤ 0`).
+    /// κ_t: κ, or κ·η_t/η_max with `prog_decay` (0 without IRE or when `lr_max ≤ 0`).
     pub fn kappa_t(&self, lr: f64, lr_max: f64) -> f64 {
-        if !self.is_admire() {
-            0.0
-        } else if !self.cfg.prog_decay {
-            self.cfg.kappa
-        } else if lr_max > 0.0 {
-            self.cfg.kappa * lr / lr_max
-        } else {
-            0.0
+        match self.ire() {
+            None => 0.0,
+            Some(ire) if !ire.prog_decay => ire.kappa,
+            Some(ire) if lr_max > 0.0 => ire.kappa * lr / lr_max,
+            Some(_) => 0.0,
         }
     }
 
-    /// Whether the mask must be refreshed before the step of `iteration`: AdmIRE only, when
+    /// Whether the mask must be refreshed before the step of `iteration`: with IRE only, when
     /// `iteration > start` and `(iteration − start − 1) mod K == 0` (the paper's
     /// `it > warmup and it % 10 == 1` for start = warmup, K = 10).
     pub fn needs_refresh(&self, iteration: usize) -> bool {
-        self.is_admire()
-            && iteration > self.start
-            && (iteration - self.start - 1).is_multiple_of(self.cfg.interval)
+        self.ire().is_some_and(|ire| {
+            iteration > self.start && (iteration - self.start - 1).is_multiple_of(ire.interval)
+        })
+    }
+
+    /// Which base updates each parameter of `module` (`name → rule`): every parameter takes
+    /// the base, except under Muon, where the embedding, the LM head and 1-D parameters take
+    /// AdamW ([`Rule::of`]).
+    pub fn rules<M: AutodiffModule<B>>(&self, module: &M) -> Vec<(String, Rule)> {
+        named_params::<B, M>(module)
+            .into_iter()
+            .map(|p| {
+                let rule = Rule::of(self.cfg.base, &p.name, &p.shape);
+                (p.name, rule)
+            })
+            .collect()
     }
 
     /// Fraction of coordinates in the current mask, if there is one.
@@ -163,7 +188,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
         self.refreshes
     }
 
-    /// Adam state of the parameter `name`, if it has taken a step.
+    /// The base's state of the parameter `name`, if it has taken a step.
     pub fn param_state(&self, name: &str) -> Option<&ParamState<B::InnerBackend>> {
         self.params.get(name)
     }
@@ -174,8 +199,8 @@ impl<B: AutodiffBackend> Optimizer<B> {
     }
 
     /// One optimizer step of `module` with learning rate `lr` (η_t; `lr_max` is η_max for
-    /// `prog_decay`). The boost applies iff this is AdmIRE, `iteration > start`, κ_t ≠ 0 and a
-    /// mask exists; otherwise the arithmetic is exactly AdamW's. Parameters without a gradient
+    /// `prog_decay`). The boost applies iff IRE is on, `iteration > start`, κ_t ≠ 0 and a mask
+    /// exists; otherwise the arithmetic is exactly the base's. Parameters without a gradient
     /// are left alone, as in PyTorch.
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
@@ -189,8 +214,10 @@ impl<B: AutodiffBackend> Optimizer<B> {
         B::InnerBackend: FusedUpdate,
     {
         let kappa = self.kappa_t(lr, lr_max);
-        let boosting =
-            self.is_admire() && iteration > self.start && kappa != 0.0 && !self.masks.is_empty();
+        let boosting = self.ire().is_some()
+            && iteration > self.start
+            && kappa != 0.0
+            && !self.masks.is_empty();
         self.applied_kappa = if boosting { kappa } else { 0.0 };
         let mut mapper = StepMapper::<B> {
             names: named_params::<B, M>(&module)
@@ -202,13 +229,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             masks: boosting.then_some(&self.masks),
             kappa,
             lr,
-            hp: AdamWParams {
-                beta1: self.cfg.beta1,
-                beta2: self.cfg.beta2,
-                eps: self.cfg.eps,
-            },
-            weight_decay: self.cfg.weight_decay,
-            no_decay_groups: self.cfg.no_decay_groups,
+            cfg: &self.cfg,
         };
         module.map(&mut mapper)
     }
@@ -234,12 +255,13 @@ impl<B: AutodiffBackend> Optimizer<B> {
             .collect();
         // The flat values h is formed from (ĝ, or Adam's v), by parameter name.
         let mut h: Vec<(String, Tensor<B::InnerBackend, 1>)> = Vec::new();
-        let form = match (self.cfg.estimator, self.cfg.hessian) {
+        let ire = self.cfg.ire.clone().unwrap_or_default();
+        let form = match (ire.estimator, ire.hessian) {
             (Estimator::AdamV, _) => HForm::Identity,
             (Estimator::Gnb, HessianForm::Squared) => HForm::Square,
             (Estimator::Gnb, HessianForm::Abs) => HForm::Abs,
         };
-        match self.cfg.estimator {
+        match ire.estimator {
             Estimator::Gnb => {
                 for_each_grad::<B, M, _>(module, estimate, |id, g| {
                     let name = names
@@ -250,13 +272,17 @@ impl<B: AutodiffBackend> Optimizer<B> {
             }
             Estimator::AdamV => {
                 for info in named_params::<B, M>(module) {
-                    if let Some(state) = self.params.get(&info.name) {
-                        h.push((info.name, state.exp_avg_sq.clone()));
+                    let v = self
+                        .params
+                        .get(&info.name)
+                        .and_then(|s| s.buffer("exp_avg_sq"));
+                    if let Some(v) = v {
+                        h.push((info.name, v.clone()));
                     }
                 }
             }
         }
-        let (masks, stats) = build_masks(h, form, self.cfg.gamma, self.cfg.scope);
+        let (masks, stats) = build_masks(h, form, ire.gamma, ire.scope);
         self.report = Some(mask_report(stats.threshold as f64, &masks, &self.masks));
         self.masks = masks;
         self.stats = Some(stats);
@@ -334,57 +360,42 @@ struct StepMapper<'a, B: AutodiffBackend> {
     masks: Option<&'a Masks<B::InnerBackend>>,
     kappa: f64,
     lr: f64,
-    hp: AdamWParams,
-    weight_decay: f64,
-    no_decay_groups: bool,
+    cfg: &'a OptimConfig,
 }
 
 impl<B: AutodiffBackend> StepMapper<'_, B>
 where
     B::InnerBackend: FusedUpdate,
 {
-    /// The parameter's saved moments reshaped to `dims` and its next step count, or zeros and
-    /// step 1 when it has no state yet (or state of another shape, which is dropped).
-    fn take_moments<const D: usize>(
+    /// The parameter's saved buffers and its next step count, or no buffers and step 1 when it
+    /// has no state yet (or state of another shape or rule, which is dropped).
+    fn take_state(
         &mut self,
         name: &str,
-        dims: [usize; D],
-        device: &B::Device,
-    ) -> (Moments<B::InnerBackend, D>, u64) {
+        rule: Rule,
+        dims: &[usize],
+    ) -> (Buffers<B::InnerBackend>, u64) {
         let previous = self.params.remove(name).filter(|s| {
-            let fits = s.shape == dims;
+            let fits = s.shape == dims && s.rule == rule;
             if !fits {
-                tracing::warn!(param = %name, state = ?s.shape, shape = ?dims, "optimizer state has another shape; restarting it");
+                tracing::warn!(param = %name, state = ?s.shape, shape = ?dims, saved_rule = s.rule.as_str(), rule = rule.as_str(), "optimizer state has another shape or rule; restarting it");
             }
             fits
         });
-        match previous {
-            Some(s) => (
-                Moments {
-                    exp_avg: s.exp_avg.reshape(dims),
-                    exp_avg_sq: s.exp_avg_sq.reshape(dims),
-                },
-                s.step + 1,
-            ),
-            None => {
-                let zeros = Tensor::zeros(dims, device);
-                (
-                    Moments {
-                        exp_avg: zeros.clone(),
-                        exp_avg_sq: zeros,
-                    },
-                    1,
-                )
-            }
-        }
+        previous.map_or_else(|| (Buffers::new(), 1), |s| (s.buffers, s.step + 1))
     }
 
-    /// λ for the parameter `name` of rank `rank` (0 in the no-decay group when it is on).
-    fn weight_decay_of(&self, name: &str, rank: usize) -> f64 {
-        if self.no_decay_groups && no_decay(name, rank) {
-            0.0
-        } else {
-            self.weight_decay
+    /// λ for the parameter `name` of rank `rank` under `rule` (0 in the no-decay group when
+    /// it is on).
+    fn weight_decay_of(&self, name: &str, rank: usize, rule: Rule) -> f64 {
+        if self.cfg.no_decay_groups && no_decay(name, rank) {
+            return 0.0;
+        }
+        match rule {
+            Rule::Adamw => self.cfg.adamw_params().weight_decay,
+            Rule::Sgd => self.cfg.sgd.unwrap_or_default().weight_decay,
+            Rule::Lion => self.cfg.lion.unwrap_or_default().weight_decay,
+            Rule::Muon => self.cfg.muon.unwrap_or_default().weight_decay,
         }
     }
 
@@ -394,11 +405,56 @@ where
         name: &str,
         n: usize,
         dims: [usize; D],
-    ) -> Option<BoolTensor<B::InnerBackend>> {
+    ) -> Option<Tensor<B::InnerBackend, D, Bool>> {
         self.masks
             .and_then(|m| m.get(name))
             .filter(|m| m.dims()[0] == n)
-            .map(|m| m.clone().reshape(dims).into_primitive())
+            .map(|m| m.clone().reshape(dims))
+    }
+
+    /// AdamW's step of one parameter, the boost included, in one fused pass.
+    fn adamw<const D: usize>(
+        &self,
+        theta: Tensor<B::InnerBackend, D>,
+        grad: Tensor<B::InnerBackend, D>,
+        mut buffers: Buffers<B::InnerBackend>,
+        mask: Option<BoolTensor<B::InnerBackend>>,
+        step: u64,
+        weight_decay: f64,
+    ) -> (Tensor<B::InnerBackend, D>, Buffers<B::InnerBackend>) {
+        let dims = theta.dims();
+        let n = theta.shape().num_elements();
+        let device = theta.device();
+        let mut moment = |name| {
+            let m: Tensor<B::InnerBackend, 1> = buffers
+                .remove(name)
+                .unwrap_or_else(|| Tensor::zeros([n], &device));
+            m.reshape(dims).into_primitive().tensor()
+        };
+        let (m, v) = (moment("exp_avg"), moment("exp_avg_sq"));
+        let a = self.cfg.adamw_params();
+        let step_scalars = Step {
+            lr: self.lr,
+            weight_decay,
+            hp: AdamWParams {
+                beta1: a.beta1,
+                beta2: a.beta2,
+                eps: a.eps,
+            },
+            step,
+            kappa: self.kappa,
+        };
+        let (theta, grad) = (
+            theta.into_primitive().tensor(),
+            grad.into_primitive().tensor(),
+        );
+        let (updated, m, v) = B::InnerBackend::fused_update(theta, grad, m, v, mask, &step_scalars);
+        let flat = |p| Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(p));
+        let buffers = Buffers::from([
+            ("exp_avg", flat(m).reshape([n])),
+            ("exp_avg_sq", flat(v).reshape([n])),
+        ]);
+        (flat(updated), buffers)
     }
 }
 
@@ -421,40 +477,33 @@ where
         let dims = theta.dims();
         let n = theta.shape().num_elements();
 
-        let (moments, step) = self.take_moments(&name, dims, &theta.device());
-        let weight_decay = self.weight_decay_of(&name, D);
+        let rule = Rule::of(self.cfg.base, &name, &dims);
+        let (buffers, step) = self.take_state(&name, rule, &dims);
+        let weight_decay = self.weight_decay_of(&name, D, rule);
         let mask = self.mask_of(&name, n, dims);
-        // One pass per parameter (θ, m, v updated in place on CPU); the masked coordinates get
-        // the boost, the others exactly AdamW's arithmetic.
-        let step_scalars = Step {
-            lr: self.lr,
-            weight_decay,
-            hp: self.hp,
-            step,
-            kappa: self.kappa,
+        let (updated, buffers) = match rule {
+            // One pass per parameter (θ, m, v updated in place on CPU); the masked coordinates
+            // get the boost, the others exactly AdamW's arithmetic.
+            Rule::Adamw => {
+                let mask = mask.map(Tensor::into_primitive);
+                self.adamw(theta, grad, buffers, mask, step, weight_decay)
+            }
+            // The base's step, then θ + (1 + κ n) ⊙ Δ on the masked coordinates.
+            _ => {
+                let before = mask.is_some().then(|| theta.clone());
+                let (stepped, buffers) =
+                    composed_step(rule, self.cfg, theta, grad, buffers, self.lr, weight_decay);
+                match (before, mask) {
+                    (Some(theta), Some(mask)) => (boost(theta, stepped, mask, self.kappa), buffers),
+                    _ => (stepped, buffers),
+                }
+            }
         };
-        let (updated, m, v) = B::InnerBackend::fused_update(
-            theta.into_primitive().tensor(),
-            grad.into_primitive().tensor(),
-            moments.exp_avg.into_primitive().tensor(),
-            moments.exp_avg_sq.into_primitive().tensor(),
-            mask,
-            &step_scalars,
-        );
-        let wrap = |p| Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(p));
-        let (updated, moments) = (
-            wrap(updated),
-            Moments {
-                exp_avg: wrap(m),
-                exp_avg_sq: wrap(v),
-            },
-        );
-
         self.params.insert(
             name,
             ParamState {
-                exp_avg: moments.exp_avg.reshape([n]),
-                exp_avg_sq: moments.exp_avg_sq.reshape([n]),
+                rule,
+                buffers,
                 step,
                 shape: dims.to_vec(),
             },
