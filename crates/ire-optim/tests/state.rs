@@ -7,16 +7,39 @@ mod common;
 use common::{bit_equal, loss_grads, model, snapshot, tokens, B};
 use ire_llama::{load_hf, save_hf, Llama};
 use ire_optim::{
-    clip_global_norm, gnb_gradients, gnb_seed, IreConfig, OptimConfig, OptimError, Optimizer,
-    STATE_JSON_FILE, STATE_TENSORS_FILE,
+    clip_global_norm, gnb_gradients, gnb_seed, BaseName, IreConfig, OptimConfig, OptimError,
+    Optimizer, STATE_JSON_FILE, STATE_TENSORS_FILE,
 };
 
 fn cfg() -> OptimConfig {
-    OptimConfig::adamw().with_ire(IreConfig {
+    with_ire(OptimConfig::adamw())
+}
+
+/// `base` with IRE refreshing every 3 steps from step 2.
+fn with_ire(base: OptimConfig) -> OptimConfig {
+    base.with_ire(IreConfig {
         start: Some(2),
         interval: 3,
         ..IreConfig::default()
     })
+}
+
+/// Every base with IRE, and SGD without momentum (no buffer at all).
+fn every_base() -> Vec<OptimConfig> {
+    let mut plain_sgd = OptimConfig::base(BaseName::Sgd);
+    plain_sgd.sgd.as_mut().unwrap().momentum = 0.0;
+    let bases = [
+        BaseName::Adamw,
+        BaseName::Sgd,
+        BaseName::Lion,
+        BaseName::Muon,
+    ];
+    let mut out: Vec<OptimConfig> = bases
+        .into_iter()
+        .map(|b| with_ire(OptimConfig::base(b)))
+        .collect();
+    out.push(with_ire(plain_sgd));
+    out
 }
 
 /// One iteration of the paper's loop.
@@ -32,11 +55,18 @@ fn iteration(opt: &mut Optimizer<B>, m: Llama<B>, it: usize) -> Llama<B> {
 }
 
 #[test]
-fn resume_is_bit_exact() {
+fn resume_is_bit_exact_for_every_base() {
+    for cfg in every_base() {
+        resume_is_bit_exact(&cfg);
+    }
+}
+
+fn resume_is_bit_exact(cfg: &OptimConfig) {
     let (n, total) = (6, 12);
+    let label = cfg.label();
 
     let mut straight = model(7);
-    let mut opt = Optimizer::<B>::new(&cfg(), 0).unwrap();
+    let mut opt = Optimizer::<B>::new(cfg, 0).unwrap();
     for it in 0..total {
         straight = iteration(&mut opt, straight, it);
     }
@@ -44,7 +74,7 @@ fn resume_is_bit_exact() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut first = model(7);
-    let mut opt1 = Optimizer::<B>::new(&cfg(), 0).unwrap();
+    let mut opt1 = Optimizer::<B>::new(cfg, 0).unwrap();
     for it in 0..n {
         first = iteration(&mut opt1, first, it);
     }
@@ -54,34 +84,90 @@ fn resume_is_bit_exact() {
     drop((first, opt1));
 
     let mut resumed: Llama<B> = load_hf(dir.path(), &Default::default()).unwrap();
-    let mut opt2 = Optimizer::<B>::new(&cfg(), 0).unwrap();
+    let mut opt2 = Optimizer::<B>::new(cfg, 0).unwrap();
     opt2.load(dir.path(), &Default::default()).unwrap();
     assert_eq!(opt2.mask_stats(), stats);
     assert!(stats.is_some());
     for it in n..total {
         resumed = iteration(&mut opt2, resumed, it);
     }
-    assert!(bit_equal(&snapshot(&straight), &snapshot(&resumed)));
-    assert_eq!(opt.refreshes(), opt2.refreshes());
-    assert_eq!(opt.mask_stats(), opt2.mask_stats());
+    assert!(
+        bit_equal(&snapshot(&straight), &snapshot(&resumed)),
+        "{label}"
+    );
+    assert_eq!(opt.refreshes(), opt2.refreshes(), "{label}");
+    assert_eq!(opt.mask_stats(), opt2.mask_stats(), "{label}");
+    for name in [
+        "model.layers.1.self_attn.q_proj.weight",
+        "model.norm.weight",
+        "model.embed_tokens.weight",
+    ] {
+        let bits = |o: &Optimizer<B>| -> (Vec<bool>, Vec<(String, Vec<u32>)>) {
+            let buffers = o.param_state(name).map(|s| {
+                let bits = |t: &burn::tensor::Tensor<burn::backend::Flex, 1>| {
+                    t.to_data()
+                        .to_vec::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect()
+                };
+                s.buffers
+                    .iter()
+                    .map(|(k, t)| (k.to_string(), bits(t)))
+                    .collect()
+            });
+            let mask = o.mask(name).unwrap().clone().into_data().to_vec().unwrap();
+            (mask, buffers.unwrap_or_default())
+        };
+        assert_eq!(bits(&opt), bits(&opt2), "{label} {name}");
+        let buffers = bits(&opt).1.len();
+        assert!(
+            buffers > 0 || label == "sgd+ire",
+            "{label} {name}: no buffers"
+        );
+    }
     let name = "model.layers.1.self_attn.q_proj.weight";
-    let bits = |o: &Optimizer<B>| -> (Vec<bool>, Vec<u32>, u64) {
-        let s = o.param_state(name).unwrap();
-        (
-            o.mask(name).unwrap().clone().into_data().to_vec().unwrap(),
-            s.buffer("exp_avg_sq")
-                .unwrap()
-                .to_data()
-                .to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect(),
-            s.step,
-        )
-    };
-    assert_eq!(bits(&opt), bits(&opt2));
-    assert_eq!(bits(&opt).2, total as u64);
+    assert_eq!(
+        opt.param_state(name).map(|s| s.step),
+        opt2.param_state(name).map(|s| s.step)
+    );
+}
+
+/// A state written before there were other bases (format 1: no rules, the config in the older
+/// spelling) loads as AdamW state and resumes the run bit for bit.
+#[test]
+fn a_state_of_the_format_before_bases_loads_as_adamw() {
+    let cfg = cfg();
+    let (mut a, mut b) = (model(5), model(5));
+    let (mut straight, mut opt1) = (
+        Optimizer::<B>::new(&cfg, 0).unwrap(),
+        Optimizer::<B>::new(&cfg, 0).unwrap(),
+    );
+    for it in 0..6 {
+        a = iteration(&mut straight, a, it);
+        b = iteration(&mut opt1, b, it);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    opt1.save(dir.path()).unwrap();
+    let json = dir.path().join(STATE_JSON_FILE);
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let root = state.as_object_mut().unwrap();
+    assert!(root.remove("rules").is_some());
+    root.insert("format".into(), "ire-optim-state/1".into());
+    root.insert(
+        "config".into(),
+        serde_json::json!({"name": "admire", "kappa": 4.0, "beta2": 0.95}),
+    );
+    std::fs::write(&json, serde_json::to_string(&state).unwrap()).unwrap();
+    let mut opt2 = Optimizer::<B>::new(&cfg, 0).unwrap();
+    opt2.load(dir.path(), &Default::default()).unwrap();
+    for it in 6..10 {
+        a = iteration(&mut straight, a, it);
+        b = iteration(&mut opt2, b, it);
+    }
+    assert!(bit_equal(&snapshot(&a), &snapshot(&b)));
 }
 
 #[test]
