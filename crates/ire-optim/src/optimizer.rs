@@ -91,6 +91,8 @@ pub struct Optimizer<B: AutodiffBackend> {
     /// The diagnostics of the last refresh, until taken by [`Optimizer::take_mask_report`].
     pub(crate) report: Option<MaskReport>,
     pub(crate) refreshes: u64,
+    /// Whether a refresh computes its [`MaskReport`].
+    pub(crate) report_masks: bool,
     /// κ_t of the last step, 0 when it did not boost.
     pub(crate) applied_kappa: f64,
 }
@@ -110,6 +112,7 @@ impl<B: AutodiffBackend> Optimizer<B> {
             stats: None,
             report: None,
             refreshes: 0,
+            report_masks: true,
             applied_kappa: 0.0,
         })
     }
@@ -146,6 +149,39 @@ impl<B: AutodiffBackend> Optimizer<B> {
         self.ire().is_some_and(|ire| {
             iteration > self.start && (iteration - self.start - 1).is_multiple_of(ire.interval)
         })
+    }
+
+    /// One line saying which base updates which parameters of `module` and how many values
+    /// each rule takes, e.g. `muon: 14 tensors, 3.1M values (down_proj, gate_proj, …); adamw: 7
+    /// tensors, 1.2M values (embed_tokens, lm_head, norm)`.
+    pub fn describe_rules<M: AutodiffModule<B>>(&self, module: &M) -> String {
+        let mut by_rule: BTreeMap<&str, (usize, usize, std::collections::BTreeSet<String>)> =
+            BTreeMap::new();
+        for p in named_params::<B, M>(module) {
+            let rule = Rule::of(self.cfg.base, &p.name, &p.shape);
+            let entry = by_rule.entry(rule.as_str()).or_default();
+            entry.0 += 1;
+            entry.1 += p.shape.iter().product::<usize>();
+            entry.2.insert(crate::group_of(&p.name).to_string());
+        }
+        let parts = by_rule
+            .iter()
+            .rev()
+            .map(|(rule, (tensors, values, groups))| {
+                let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+                let millions = *values as f64 / 1e6;
+                format!(
+                    "{rule}: {tensors} tensors, {millions:.2}M values ({})",
+                    groups.join(", ")
+                )
+            });
+        parts.collect::<Vec<_>>().join("; ")
+    }
+
+    /// Whether [`Optimizer::refresh_mask`] computes the per-group diagnostics
+    /// ([`Optimizer::take_mask_report`]); on by default. Ranks that do not report turn it off.
+    pub fn set_mask_report(&mut self, on: bool) {
+        self.report_masks = on;
     }
 
     /// Which base updates each parameter of `module` (`name → rule`): every parameter takes
@@ -283,7 +319,9 @@ impl<B: AutodiffBackend> Optimizer<B> {
             }
         }
         let (masks, stats) = build_masks(h, form, ire.gamma, ire.scope);
-        self.report = Some(mask_report(stats.threshold as f64, &masks, &self.masks));
+        if self.report_masks {
+            self.report = Some(mask_report(stats.threshold as f64, &masks, &self.masks));
+        }
         self.masks = masks;
         self.stats = Some(stats);
         self.refreshes += 1;

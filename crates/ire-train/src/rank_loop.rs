@@ -91,6 +91,8 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
     ) -> Result<Self, TrainError> {
         let (cfg, rank) = (&shared.cfg, group.rank());
         let mut optim = Optimizer::<B>::new(&cfg.optim, shared.schedule.warmup)?;
+        // Only the reporting rank writes the mask diagnostics; the others skip their counts.
+        optim.set_mask_report(rank.is_main());
         if let Some(dir) = resume_from {
             optim.load(&dir.join(OPTIMIZER_DIR), device)?;
         }
@@ -131,6 +133,10 @@ impl<'a, B: TrainBackend> RankLoop<'a, B> {
     /// Trains to the end (or a stop) and reports; the progress bar is cleared either way.
     fn run(&mut self, model: Llama<B>) -> Result<TrainSummary, TrainError> {
         let started = Instant::now();
+        if self.reporter.is_some() {
+            let rules = self.optim.describe_rules(&model);
+            tracing::info!("optimizer {}: {rules}", self.shared.cfg.optim.label());
+        }
         let signalled = self.steps(model);
         if let Some(r) = self.reporter.as_mut() {
             r.finish();

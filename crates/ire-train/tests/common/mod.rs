@@ -12,7 +12,8 @@ use ire_train::{RunConfig, TrainOptions};
 
 pub type B = Autodiff<Flex>;
 
-/// A run small enough to train in about a second per step on 2 cores.
+/// A run small enough to train in about a second per step on 2 cores; `optim` is `admire`,
+/// `adamw`, or a base with or without `+ire` (`muon+ire`).
 pub fn config(
     dir: &Path,
     data: &Path,
@@ -22,9 +23,15 @@ pub fn config(
     total: usize,
 ) -> RunConfig {
     let devices = vec!["\"cpu\""; devices].join(", ");
+    // AdamW and AdmIRE in the older spelling (the recorded runs'), the other bases in the
+    // current one, with IRE for `<base>+ire`.
     let optim = match optim {
-        "admire" => "name = \"admire\"\nkappa = 4.0\ngamma = 0.6\ninterval = 2",
-        _ => "name = \"adamw\"",
+        "admire" => "name = \"admire\"\nkappa = 4.0\ngamma = 0.6\ninterval = 2".to_string(),
+        "adamw" => "name = \"adamw\"".to_string(),
+        other => match other.strip_suffix("+ire") {
+            Some(base) => format!("base = \"{base}\"\n\n[optim.ire]\ninterval = 2"),
+            None => format!("base = \"{other}\""),
+        },
     };
     let text = format!(
         r#"
