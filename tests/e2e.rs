@@ -288,6 +288,69 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
     assert!(out.contains("finished after 6 steps"), "{out}");
 }
 
+/// Every base of configs/bases trains from its file, alone and with IRE, as a user runs it: the
+/// log says which parameters each base takes, IRE refreshes its mask, the losses are finite.
+#[test]
+fn every_base_trains_from_its_config_file_alone_and_with_ire() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut configs: Vec<_> = std::fs::read_dir(repo.join("configs/bases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    configs.sort();
+    assert_eq!(configs.len(), 6, "{configs:?}");
+    for path in configs {
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let ire_on = name.ends_with("-ire");
+        let dir = format!("run.dir=runs/{name}");
+        let mut args = vec!["train", "--config", path.to_str().unwrap(), "--no-progress"];
+        args.extend(SMALL);
+        args.extend(["--set", &dir]);
+        if ire_on {
+            args.extend(["--set", "optim.ire.interval=2"]);
+        }
+        let out = ire(&args, cwd);
+        assert!(ok(&out).contains("finished after 6 steps"), "{name}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        let base = name.trim_start_matches("tiny-").trim_end_matches("-ire");
+        let label = if ire_on {
+            format!("{base}+ire")
+        } else {
+            base.to_string()
+        };
+        let rules = log
+            .lines()
+            .find_map(|l| l.split_once(&format!("optimizer {label}: ")))
+            .unwrap_or_else(|| panic!("{name}: no optimizer line in\n{log}"))
+            .1;
+        // 2 layers × 7 matrices for Muon; every one of the 2·9 + 3 tensors for the others.
+        let want = match base {
+            "muon" => "muon: 14 tensors",
+            "sgd" => "sgd: 21 tensors",
+            _ => "lion: 21 tensors",
+        };
+        assert!(rules.starts_with(want), "{name}: {rules}");
+        if base == "muon" {
+            assert!(
+                rules.contains("adamw: 7 tensors") && rules.contains("embed_tokens, lm_head, norm"),
+                "{rules}"
+            );
+        }
+        let metrics =
+            std::fs::read_to_string(cwd.join(format!("runs/{name}/metrics.jsonl"))).unwrap();
+        assert_eq!(metrics.contains("\"mask\""), ire_on, "{name}");
+        for line in metrics.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(
+                v["loss"].as_f64().is_some_and(f64::is_finite),
+                "{name}: {line}"
+            );
+        }
+    }
+}
+
 #[test]
 fn init_then_score_gives_the_uniform_loss_scale() {
     let tmp = tempfile::tempdir().unwrap();
