@@ -1,8 +1,9 @@
 //! Optimizer overhead of AdmIRE relative to AdamW on the `tiny` and `60m` parameter sets
 //! (CPU, `Autodiff<Flex>`): one AdmIRE step without a refresh vs one AdamW step (target ≤ 1.05)
 //! and one mask refresh — h = ĝ², the exact global threshold and the masks, excluding the GNB
-//! forward/backward — vs one AdamW step (target ≤ 1.0). Medians over several repetitions,
-//! measured in one run, interleaved so that drift hits all three alike.
+//! forward/backward — vs one AdamW step (target ≤ 1.0); and one step of each other base (SGD,
+//! Lion, Muon) vs AdamW's. Medians over several repetitions, measured in one run, interleaved so
+//! that drift hits all alike.
 //!
 //! ```text
 //! cargo run -p ire-optim --example bench_optim            # dev profile: deps at opt-level 3
@@ -21,7 +22,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
 use ire_llama::{InitScheme, Llama, LlamaConfig};
-use ire_optim::{OptimConfig, Optimizer};
+use ire_optim::{BaseName, OptimConfig, Optimizer};
 
 type B = Autodiff<Flex>;
 
@@ -71,6 +72,13 @@ fn bench(preset: &str, reps: usize) {
     let g = random_grads(&model);
     model = admire.step(0, 1e-4, 1e-4, model, g);
     admire.refresh_mask(&model, &random_grads(&model));
+    let mut bases: Vec<(BaseName, Optimizer<B>, Vec<f64>)> = Vec::new();
+    for base in [BaseName::Sgd, BaseName::Lion, BaseName::Muon] {
+        let mut opt = Optimizer::<B>::new(&OptimConfig::base(base), 0).expect("valid defaults");
+        let g = random_grads(&model);
+        model = opt.step(0, 1e-4, 1e-4, model, g);
+        bases.push((base, opt, Vec::new()));
+    }
 
     let (mut t_adamw, mut t_admire, mut t_refresh) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
@@ -88,6 +96,12 @@ fn bench(preset: &str, reps: usize) {
         let (stats, ms) = timed(|| admire.refresh_mask(&model, &est));
         t_refresh.push(ms);
         assert!(stats.fraction >= (0.6 * p as f64).floor() / p as f64);
+        for (_, opt, times) in bases.iter_mut() {
+            let g = random_grads(&model);
+            let (m, ms) = timed(|| opt.step(it, 1e-4, 1e-4, model, g));
+            model = m;
+            times.push(ms);
+        }
     }
     let (a, b, r) = (median(t_adamw), median(t_admire), median(t_refresh));
     println!(
@@ -96,6 +110,10 @@ fn bench(preset: &str, reps: usize) {
         b / a,
         r / a
     );
+    for (base, _, times) in bases {
+        let t = median(times);
+        println!("{preset:>5}  {:>5} step {t:8.1} ms ({:.3}x AdamW's)", base.as_str(), t / a);
+    }
 }
 
 fn main() {

@@ -509,7 +509,7 @@ impl OptimConfig {
 
     /// Checks ranges; the error names the field.
     pub fn validate(&self) -> Result<(), OptimError> {
-        crate::config_read::check_tables(self)?;
+        check_tables(self)?;
         if let Some(c) = self.clip_norm {
             if !(c.is_finite() && c > 0.0) {
                 let message = format!("{c} is not a positive number");
@@ -535,6 +535,32 @@ impl OptimConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses a table of a base the run does not use (`[optim.sgd]` with `base = "adamw"`): its
+/// values would be ignored.
+fn check_tables(cfg: &OptimConfig) -> Result<(), OptimError> {
+    let uses = |table: &str| match table {
+        "adamw" => matches!(cfg.base, BaseName::Adamw | BaseName::Muon),
+        other => other == cfg.base.as_str(),
+    };
+    let written = [
+        ("adamw", cfg.adamw.is_some()),
+        ("sgd", cfg.sgd.is_some()),
+        ("lion", cfg.lion.is_some()),
+        ("muon", cfg.muon.is_some()),
+    ];
+    for (table, set) in written {
+        if set && !uses(table) {
+            let message = format!(
+                "[optim.{table}] is for another base, and this run's base is \"{}\": remove the \
+                 table, or set base = \"{table}\"",
+                cfg.base.as_str()
+            );
+            return Err(OptimError::optim(table, message));
+        }
+    }
+    Ok(())
 }
 
 fn non_negative(field: &'static str, x: f64) -> Result<(), OptimError> {

@@ -1,5 +1,4 @@
-//! Reading `[optim]` as written: the older spelling rewritten into the current one, and the
-//! tables of a base the run does not use refused.
+//! Reading `[optim]` as written: the older spelling rewritten into the current one.
 //!
 //! The older spelling (every config before bases and IRE were apart) names the optimizer and
 //! writes AdamW's and IRE's keys directly in `[optim]`:
@@ -14,7 +13,7 @@
 //! `name = "adamw"` reads the same without `[optim.ire]`; IRE keys written with it are refused
 //! (AdamW would ignore them), except in configs ire saved itself, which wrote every key.
 
-use crate::config::{BaseName, OptimConfig, ADAMW_KEYS, ADMIRE_ONLY_KEYS};
+use crate::config::{BaseName, ADAMW_KEYS, ADMIRE_ONLY_KEYS};
 use crate::OptimError;
 
 /// The tables of the current spelling.
@@ -82,32 +81,6 @@ fn misplaced_keys(optim: &toml::Table) -> Result<(), OptimError> {
                  write the older spelling, with name = \"admire\" or \"adamw\" instead of `base`"
             );
             return Err(OptimError::optim(key, message));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a table of a base the run does not use (`[optim.sgd]` with `base = "adamw"`): its
-/// values would be ignored.
-pub(crate) fn check_tables(cfg: &OptimConfig) -> Result<(), OptimError> {
-    let uses = |table: &str| match table {
-        "adamw" => matches!(cfg.base, BaseName::Adamw | BaseName::Muon),
-        other => other == cfg.base.as_str(),
-    };
-    let written = [
-        ("adamw", cfg.adamw.is_some()),
-        ("sgd", cfg.sgd.is_some()),
-        ("lion", cfg.lion.is_some()),
-        ("muon", cfg.muon.is_some()),
-    ];
-    for (table, set) in written {
-        if set && !uses(table) {
-            let message = format!(
-                "[optim.{table}] is for another base, and this run's base is \"{}\": remove the \
-                 table, or set base = \"{table}\"",
-                cfg.base.as_str()
-            );
-            return Err(OptimError::optim(table, message));
         }
     }
     Ok(())

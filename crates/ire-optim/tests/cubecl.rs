@@ -32,7 +32,7 @@ use ire_llama::testing::{assert_close, output_and_input_grads, randn, values};
 use ire_llama::{Llama, LlamaConfig, RopeHost};
 use ire_optim::fused::FusedUpdate;
 use ire_optim::select_device::{kth_smallest, kth_smallest_with, Strategy};
-use ire_optim::{gnb_gradients, gnb_seed, OptimConfig, Optimizer};
+use ire_optim::{gnb_gradients, gnb_seed, BaseName, OptimConfig, Optimizer};
 
 /// The reference: Flex with its kernels.
 type F = Autodiff<Flex>;
@@ -235,13 +235,23 @@ fn worst_param_diff(a: &Named, b: &Named) -> f32 {
 }
 
 #[test]
-fn adamw_and_admire_steps_match_flex() {
-    let admire = OptimConfig::adamw().with_ire(ire_optim::IreConfig {
+fn every_base_alone_and_with_ire_steps_as_on_flex() {
+    let ire = ire_optim::IreConfig {
         start: Some(1),
         interval: 2,
         ..Default::default()
-    });
-    for (name, cfg) in [("AdamW", OptimConfig::adamw()), ("AdmIRE", admire)] {
+    };
+    let mut cases = vec![("AdamW".to_string(), OptimConfig::adamw())];
+    for base in [
+        BaseName::Adamw,
+        BaseName::Sgd,
+        BaseName::Lion,
+        BaseName::Muon,
+    ] {
+        let cfg = OptimConfig::base(base).with_ire(ire.clone());
+        cases.push((cfg.label(), cfg));
+    }
+    for (name, cfg) in cases {
         let (want, want_masks) = train::<F>(&cfg, 6);
         let (got, got_masks) = train::<G>(&cfg, 6);
         let diff = worst_param_diff(&got, &want);
