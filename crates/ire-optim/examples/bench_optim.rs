@@ -112,7 +112,11 @@ fn bench(preset: &str, reps: usize) {
     );
     for (base, _, times) in bases {
         let t = median(times);
-        println!("{preset:>5}  {:>5} step {t:8.1} ms ({:.3}x AdamW's)", base.as_str(), t / a);
+        println!(
+            "{preset:>5}  {:>5} step {t:8.1} ms ({:.3}x AdamW's)",
+            base.as_str(),
+            t / a
+        );
     }
 }
 

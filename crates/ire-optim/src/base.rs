@@ -9,19 +9,24 @@
 //!                  embedding, LM head, norms: AdamW            exp_avg, exp_avg_sq
 //! ```
 //!
-//! AdamW's step is [`crate::FusedUpdate::fused_update`] (one pass on CPU); SGD's, Lion's and
-//! Muon's are the composed references ([`crate::sgd`], [`crate::lion`], [`crate::muon`]) run
-//! here on any backend. IRE's boost is the caller's: it takes the displacement of this step.
+//! AdamW's step is [`crate::FusedUpdate::fused_update`], SGD's and Lion's
+//! [`crate::FusedUpdate::fused_sgd`] and [`crate::FusedUpdate::fused_lion`] (one pass on CPU, the
+//! composed references [`crate::sgd`] and [`crate::lion`] elsewhere), Muon's the composed
+//! [`crate::muon`] on every backend; each applies IRE's boost to its own displacement.
 
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BaseName, OptimConfig};
-use crate::lion::{lion_step, LionParams};
+use crate::fused::FusedUpdate;
+use crate::fused_bases::{LionStep, SgdStep};
+use crate::lion::LionParams;
+use crate::mask::boost;
 use crate::muon::muon_step;
-use crate::sgd::{sgd_step, SgdParams};
+use crate::sgd::SgdParams;
 
 /// Which update a parameter takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,25 +79,34 @@ impl Rule {
     }
 }
 
-/// One SGD, Lion or Muon step of one parameter with the composed ops: the new θ and buffers.
-/// `buffers` are the previous step's (empty at the first step: zeros, or no SGD buffer);
-/// `weight_decay` is λ for this parameter (0 in the no-decay group).
-pub fn composed_step<B: Backend, const D: usize>(
+/// One SGD, Lion or Muon step of one parameter, IRE's boost (`θ + (1 + κ n) ⊙ Δ`) on `mask`'s
+/// coordinates included: the new θ and buffers. SGD and Lion run
+/// [`FusedUpdate::fused_sgd`]/[`FusedUpdate::fused_lion`] (one pass on CPU), Muon the composed
+/// [`muon_step`] (its Newton–Schulz iterations are GEMMs) and [`boost`]. `buffers` are the previous
+/// step's (empty at the first step: zeros, or no SGD buffer); `weight_decay` is λ for this
+/// parameter (0 in the no-decay group).
+#[allow(clippy::too_many_arguments)]
+pub fn base_step<B: FusedUpdate, const D: usize>(
     rule: Rule,
     cfg: &OptimConfig,
     theta: Tensor<B, D>,
     grad: Tensor<B, D>,
     mut buffers: Buffers<B>,
+    mask: Option<Tensor<B, D, Bool>>,
     lr: f64,
+    kappa: f64,
     weight_decay: f64,
 ) -> (Tensor<B, D>, Buffers<B>) {
     let dims = theta.dims();
     let n = theta.shape().num_elements();
     let device = theta.device();
-    let mut buffer = |name| -> Tensor<B, D> {
+    let prim = |x: Tensor<B, D>| x.into_primitive().tensor();
+    let back = |p| Tensor::<B, D>::from_primitive(TensorPrimitive::Float(p));
+    let flat = |p| back(p).reshape([n]);
+    let mut previous = |name| {
         buffers
             .remove(name)
-            .map_or_else(|| Tensor::zeros(dims, &device), |b| b.reshape(dims))
+            .map(|b: Tensor<B, 1>| prim(b.reshape(dims)))
     };
     let mut out = Buffers::new();
     let theta = match rule {
@@ -104,10 +118,12 @@ pub fn composed_step<B: Backend, const D: usize>(
                 weight_decay,
                 nesterov: s.nesterov,
             };
-            let previous = buffers.remove("momentum_buffer").map(|b| b.reshape(dims));
-            let (theta, b) = sgd_step(theta, grad, previous, lr, &hp);
-            out.extend(b.map(|b| ("momentum_buffer", b.reshape([n]))));
-            theta
+            let step = SgdStep { lr, hp, kappa };
+            let b = previous("momentum_buffer");
+            let mask = mask.map(Tensor::into_primitive);
+            let (theta, b) = B::fused_sgd(prim(theta), prim(grad), b, mask, &step);
+            out.extend(b.map(|b| ("momentum_buffer", flat(b))));
+            back(theta)
         }
         Rule::Lion => {
             let l = cfg.lion.unwrap_or_default();
@@ -116,9 +132,12 @@ pub fn composed_step<B: Backend, const D: usize>(
                 beta2: l.beta2,
                 weight_decay,
             };
-            let (theta, m) = lion_step(theta, grad, buffer("exp_avg"), lr, &hp);
-            out.insert("exp_avg", m.reshape([n]));
-            theta
+            let step = LionStep { lr, hp, kappa };
+            let m = previous("exp_avg").unwrap_or_else(|| prim(Tensor::zeros(dims, &device)));
+            let mask = mask.map(Tensor::into_primitive);
+            let (theta, m) = B::fused_lion(prim(theta), prim(grad), m, mask, &step);
+            out.insert("exp_avg", flat(m));
+            back(theta)
         }
         Rule::Muon => {
             let hp = crate::muon::MuonParams {
@@ -126,10 +145,23 @@ pub fn composed_step<B: Backend, const D: usize>(
                 ..cfg.muon.unwrap_or_default().params()
             };
             let matrix = [dims[0], dims[1..].iter().product()];
-            let b = buffer("momentum_buffer").reshape(matrix);
-            let (theta, b) = muon_step(theta.reshape(matrix), grad.reshape(matrix), b, lr, &hp);
+            let b = previous("momentum_buffer").map(back);
+            let b = b
+                .unwrap_or_else(|| Tensor::zeros(dims, &device))
+                .reshape(matrix);
+            let (stepped, b) = muon_step(
+                theta.clone().reshape(matrix),
+                grad.reshape(matrix),
+                b,
+                lr,
+                &hp,
+            );
             out.insert("momentum_buffer", b.reshape([n]));
-            theta.reshape(dims)
+            let stepped = stepped.reshape(dims);
+            match mask {
+                Some(mask) => boost(theta, stepped, mask, kappa),
+                None => stepped,
+            }
         }
         Rule::Adamw => unreachable!("AdamW steps through FusedUpdate::fused_update"),
     };

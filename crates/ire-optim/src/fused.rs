@@ -25,6 +25,7 @@ use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::adamw::{adamw_step, AdamWParams, Moments};
+use crate::fused_bases::{reference_lion, reference_sgd, LionStep, SgdStep};
 use crate::mask::{boost, flat_mask};
 use crate::select::{HForm, Selection};
 use crate::select_cpu;
@@ -61,6 +62,31 @@ pub trait FusedUpdate: Backend {
         s: &Step,
     ) -> Updated<Self> {
         reference::<Self>(theta, grad, m, v, mask, s)
+    }
+
+    /// One SGD step of one parameter, the boost on `mask`'s coordinates included
+    /// ([`crate::fused_bases`]). `buffer`: the momentum buffer, `None` at the first step.
+    /// Returns θ and the buffer (`None` with μ = 0).
+    fn fused_sgd(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        buffer: Option<FloatTensor<Self>>,
+        mask: Option<BoolTensor<Self>>,
+        s: &SgdStep,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        reference_sgd::<Self>(theta, grad, buffer, mask, s)
+    }
+
+    /// One Lion step of one parameter, the boost on `mask`'s coordinates included
+    /// ([`crate::fused_bases`]). Returns θ and the momentum `exp_avg`.
+    fn fused_lion(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        exp_avg: FloatTensor<Self>,
+        mask: Option<BoolTensor<Self>>,
+        s: &LionStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        reference_lion::<Self>(theta, grad, exp_avg, mask, s)
     }
 
     /// `Σ x²` as a `[1]` tensor (global-norm clipping; stays on the device).
@@ -238,12 +264,12 @@ ire_core::multiversion! {
 }
 
 /// Coordinates per rayon task.
-const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 /// Mask bytes per task when counting them (a u32 sum of 0/1 bytes cannot overflow).
 const COUNT_CHUNK: usize = 1 << 20;
 
 /// Owned, contiguous f32 storage of a tensor (copied only when shared or strided).
-fn owned(t: FlexTensor) -> FlexTensor {
+pub(crate) fn owned(t: FlexTensor) -> FlexTensor {
     let t = if t.as_slice::<f32>().is_some() {
         t
     } else {
@@ -262,6 +288,26 @@ fn owned(t: FlexTensor) -> FlexTensor {
 }
 
 impl FusedUpdate for Flex {
+    fn fused_sgd(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        buffer: Option<FloatTensor<Self>>,
+        mask: Option<BoolTensor<Self>>,
+        s: &SgdStep,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        crate::fused_bases::flex_sgd(theta, grad, buffer, mask, s)
+    }
+
+    fn fused_lion(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        exp_avg: FloatTensor<Self>,
+        mask: Option<BoolTensor<Self>>,
+        s: &LionStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        crate::fused_bases::flex_lion(theta, grad, exp_avg, mask, s)
+    }
+
     fn fused_update(
         theta: FloatTensor<Self>,
         grad: FloatTensor<Self>,

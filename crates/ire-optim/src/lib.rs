@@ -65,6 +65,7 @@ mod config;
 pub mod config_read;
 mod error;
 pub mod fused;
+pub mod fused_bases;
 mod gnb;
 mod grads;
 pub mod lion;

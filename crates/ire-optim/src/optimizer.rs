@@ -38,11 +38,10 @@ use burn::tensor::TensorPrimitive;
 use ire_llama::params::named_params;
 
 use crate::adamw::AdamWParams;
-use crate::base::{composed_step, Buffers, Rule};
+use crate::base::{base_step, Buffers, Rule};
 use crate::config::{Estimator, HessianForm, IreConfig, MaskScope, OptimConfig};
 use crate::fused::{FusedUpdate, Step};
 use crate::grads::for_each_grad;
-use crate::mask::boost;
 use crate::mask_report::{mask_report, MaskReport};
 use crate::select::HForm;
 use crate::OptimError;
@@ -526,15 +525,20 @@ where
                 let mask = mask.map(Tensor::into_primitive);
                 self.adamw(theta, grad, buffers, mask, step, weight_decay)
             }
-            // The base's step, then θ + (1 + κ n) ⊙ Δ on the masked coordinates.
+            // The base's step, θ + (1 + κ n) ⊙ Δ on the masked coordinates.
             _ => {
-                let before = mask.is_some().then(|| theta.clone());
-                let (stepped, buffers) =
-                    composed_step(rule, self.cfg, theta, grad, buffers, self.lr, weight_decay);
-                match (before, mask) {
-                    (Some(theta), Some(mask)) => (boost(theta, stepped, mask, self.kappa), buffers),
-                    _ => (stepped, buffers),
-                }
+                let (lr, kappa) = (self.lr, self.kappa);
+                base_step(
+                    rule,
+                    self.cfg,
+                    theta,
+                    grad,
+                    buffers,
+                    mask,
+                    lr,
+                    kappa,
+                    weight_decay,
+                )
             }
         };
         self.params.insert(

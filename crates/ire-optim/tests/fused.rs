@@ -1,5 +1,6 @@
-//! The fused one-pass update (burn-flex kernel) against the composed reference (AdamW's tensor
-//! ops, then the boost), over several steps, with and without a mask, across chunk boundaries.
+//! The fused one-pass updates (burn-flex kernels) against the composed references (AdamW's,
+//! SGD's and Lion's tensor ops, then the boost), over several steps, with and without a mask,
+//! across chunk boundaries.
 
 use burn::backend::Flex;
 use burn::prelude::*;
@@ -7,6 +8,9 @@ use burn::tensor::TensorPrimitive;
 use ire_core::SplitMix64;
 use ire_optim::adamw::AdamWParams;
 use ire_optim::fused::{reference, FusedUpdate, Step};
+use ire_optim::fused_bases::{reference_lion, reference_sgd, LionStep, SgdStep};
+use ire_optim::lion::LionParams;
+use ire_optim::sgd::SgdParams;
 
 fn tensor(values: Vec<f32>) -> Tensor<Flex, 1> {
     Tensor::from_floats(values.as_slice(), &Default::default())
@@ -83,6 +87,102 @@ fn fused_update_matches_the_composed_reference() {
             worst < 2e-6,
             "n {n} masked {masked} wd {wd} κ {kappa}: worst relative difference {worst}"
         );
+    }
+}
+
+/// Bit patterns of a tensor's values.
+fn bits(p: burn::tensor::ops::FloatTensor<Flex>) -> Vec<u32> {
+    vals(p).iter().map(|x| x.to_bits()).collect()
+}
+
+/// Five SGD and Lion steps through burn-flex's kernels and the composed references, from the
+/// same start with the same gradients: θ and the buffers agree bit for bit (same f32 operations
+/// in the same order), for momentum with and without Nesterov and dampening, none at all, decay
+/// or not, a mask or not, over three kernel chunks.
+#[test]
+fn fused_sgd_and_lion_equal_the_composed_references_bit_for_bit() {
+    let n = 2 * (1 << 14) + 123;
+    let p = |v: Vec<f32>| tensor(v).into_primitive().tensor();
+    let mask: Vec<bool> = (0..n).map(|i| (i * 7919) % 5 < 3).collect();
+    let mk_mask = |on: bool| {
+        on.then(|| {
+            Tensor::<Flex, 1, Bool>::from_data(
+                TensorData::new(mask.clone(), [n]),
+                &Default::default(),
+            )
+            .into_primitive()
+        })
+    };
+    let sgd_cases = [
+        (0.9, 0.0, false, 0.01),
+        (0.9, 0.0, true, 0.0),
+        (0.8, 0.3, false, 0.1),
+        (0.0, 0.0, false, 0.01),
+    ];
+    for (case, (momentum, dampening, nesterov, weight_decay)) in sgd_cases.into_iter().enumerate() {
+        for masked in [false, true] {
+            let hp = SgdParams {
+                momentum,
+                dampening,
+                weight_decay,
+                nesterov,
+            };
+            let (mut a, mut b) = ((p(normal(n, 1, 0.02)), None), (p(normal(n, 1, 0.02)), None));
+            for step in 1..=5u64 {
+                let s = SgdStep {
+                    lr: 0.1 / step as f64,
+                    hp,
+                    kappa: 4.0,
+                };
+                let g = normal(n, 100 + step, 1.0 / step as f64);
+                a = Flex::fused_sgd(a.0, p(g.clone()), a.1, mk_mask(masked), &s);
+                b = reference_sgd::<Flex>(b.0, p(g), b.1, mk_mask(masked), &s);
+                assert_eq!(
+                    bits(a.0.clone()),
+                    bits(b.0.clone()),
+                    "SGD case {case}, masked {masked}, step {step}: θ"
+                );
+                assert_eq!(
+                    a.1.clone().map(bits),
+                    b.1.clone().map(bits),
+                    "SGD case {case}: buffer"
+                );
+                assert_eq!(a.1.is_some(), momentum != 0.0);
+            }
+        }
+    }
+    for (weight_decay, masked) in [(0.0, false), (0.5, false), (0.5, true)] {
+        let hp = LionParams {
+            beta1: 0.9,
+            beta2: 0.99,
+            weight_decay,
+        };
+        let zeros = || p(vec![0.0; n]);
+        let (mut a, mut b) = (
+            (p(normal(n, 2, 0.02)), zeros()),
+            (p(normal(n, 2, 0.02)), zeros()),
+        );
+        for step in 1..=5u64 {
+            let s = LionStep {
+                lr: 1e-3 * step as f64,
+                hp,
+                kappa: 4.0,
+            };
+            // Some exact zeros: sign(0) = 0, as torch's and Burn's sign.
+            let g: Vec<f32> = normal(n, 200 + step, 1.0)
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| if i % 11 == 0 { 0.0 } else { x })
+                .collect();
+            a = Flex::fused_lion(a.0, p(g.clone()), a.1, mk_mask(masked), &s);
+            b = reference_lion::<Flex>(b.0, p(g), b.1, mk_mask(masked), &s);
+            assert_eq!(
+                bits(a.0.clone()),
+                bits(b.0.clone()),
+                "Lion λ {weight_decay}, masked {masked}, step {step}: θ"
+            );
+            assert_eq!(bits(a.1.clone()), bits(b.1.clone()), "Lion: m");
+        }
     }
 }
 
