@@ -140,30 +140,47 @@ pub fn base_step<B: FusedUpdate, const D: usize>(
             back(theta)
         }
         Rule::Muon => {
-            let hp = crate::muon::MuonParams {
-                weight_decay,
-                ..cfg.muon.unwrap_or_default().params()
-            };
-            let matrix = [dims[0], dims[1..].iter().product()];
             let b = previous("momentum_buffer").map(back);
-            let b = b
-                .unwrap_or_else(|| Tensor::zeros(dims, &device))
-                .reshape(matrix);
-            let (stepped, b) = muon_step(
-                theta.clone().reshape(matrix),
-                grad.reshape(matrix),
-                b,
-                lr,
-                &hp,
-            );
+            let (theta, b) = muon_rule(cfg, theta, grad, b, mask, lr, kappa, weight_decay);
             out.insert("momentum_buffer", b.reshape([n]));
-            let stepped = stepped.reshape(dims);
-            match mask {
-                Some(mask) => boost(theta, stepped, mask, kappa),
-                None => stepped,
-            }
+            theta
         }
         Rule::Adamw => unreachable!("AdamW steps through FusedUpdate::fused_update"),
     };
     (theta, out)
+}
+
+/// Muon's step of one parameter ([`muon_step`] on it as a matrix), then the boost where `mask`
+/// is set: θ and the momentum buffer (zeros when `buffer` is `None`, the first step).
+#[allow(clippy::too_many_arguments)]
+fn muon_rule<B: Backend, const D: usize>(
+    cfg: &OptimConfig,
+    theta: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    buffer: Option<Tensor<B, D>>,
+    mask: Option<Tensor<B, D, Bool>>,
+    lr: f64,
+    kappa: f64,
+    weight_decay: f64,
+) -> (Tensor<B, D>, Tensor<B, D>) {
+    let hp = crate::muon::MuonParams {
+        weight_decay,
+        ..cfg.muon.unwrap_or_default().params()
+    };
+    let dims = theta.dims();
+    let matrix = [dims[0], dims[1..].iter().product()];
+    let b = buffer.unwrap_or_else(|| theta.zeros_like()).reshape(matrix);
+    let (stepped, b) = muon_step(
+        theta.clone().reshape(matrix),
+        grad.reshape(matrix),
+        b,
+        lr,
+        &hp,
+    );
+    let stepped = stepped.reshape(dims);
+    let theta = match mask {
+        Some(mask) => boost(theta, stepped, mask, kappa),
+        None => stepped,
+    };
+    (theta, b.reshape(dims))
 }

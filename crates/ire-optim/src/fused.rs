@@ -25,6 +25,7 @@ use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
 use crate::adamw::{adamw_step, AdamWParams, Moments};
+use crate::flex_storage::{owned, CHUNK};
 use crate::fused_bases::{reference_lion, reference_sgd, LionStep, SgdStep};
 use crate::mask::{boost, flat_mask};
 use crate::select::{HForm, Selection};
@@ -263,29 +264,8 @@ ire_core::multiversion! {
     }
 }
 
-/// Coordinates per rayon task.
-pub(crate) const CHUNK: usize = 1 << 14;
 /// Mask bytes per task when counting them (a u32 sum of 0/1 bytes cannot overflow).
 const COUNT_CHUNK: usize = 1 << 20;
-
-/// Owned, contiguous f32 storage of a tensor (copied only when shared or strided).
-pub(crate) fn owned(t: FlexTensor) -> FlexTensor {
-    let t = if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    };
-    let shape = t.layout().shape().clone();
-    let n = shape.num_elements();
-    if t.layout().start_offset() == 0 && t.bytes().len() == n * 4 {
-        t
-    } else {
-        FlexTensor::from_data(TensorData::new(
-            t.as_slice::<f32>().expect("contiguous").to_vec(),
-            shape,
-        ))
-    }
-}
 
 impl FusedUpdate for Flex {
     fn fused_sgd(

@@ -21,7 +21,7 @@ use burn::tensor::ops::{BoolTensor, FloatTensor};
 use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::fused::{owned, CHUNK};
+use crate::flex_storage::{owned, CHUNK};
 use crate::lion::{lion_step, LionParams};
 use crate::mask::boost;
 use crate::sgd::{sgd_step, SgdParams};

@@ -64,6 +64,7 @@ mod clip;
 mod config;
 pub mod config_read;
 mod error;
+mod flex_storage;
 pub mod fused;
 pub mod fused_bases;
 mod gnb;
