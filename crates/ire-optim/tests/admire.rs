@@ -8,8 +8,8 @@ use burn::prelude::*;
 use common::{bit_equal, loss_grads, max_rel_diff, model, snapshot, tokens, B};
 use ire_llama::params::named_values;
 use ire_optim::{
-    gnb_gradients, gnb_seed, synthetic_gradients, Estimator, IreConfig, MaskScope, OptimConfig,
-    Optimizer, ScheduleConfig, ScheduleKind,
+    gnb_gradients, gnb_seed, synthetic_gradients, BaseName, Estimator, IreConfig, MaskScope,
+    OptimConfig, Optimizer, ScheduleConfig, ScheduleKind,
 };
 
 const LR_MAX: f64 = 1e-2;
@@ -346,24 +346,39 @@ fn refresh_rule_and_kappa_schedule() {
 
 #[test]
 fn no_decay_groups_spare_norms_and_the_embedding() {
-    let mut m = model(3);
-    let mut cfg = OptimConfig {
-        no_decay_groups: true,
-        ..OptimConfig::adamw()
-    };
-    cfg.adamw.as_mut().unwrap().weight_decay = 0.5;
-    let mut opt = Optimizer::<B>::new(&cfg, 0).unwrap();
-    let before = snapshot(&m);
-    // Zero gradients: only weight decay moves anything.
-    let zeros = synthetic_gradients(&m, 0, 0.0);
-    m = opt.step(0, 0.1, 0.1, m, zeros);
-    for ((name, old), (_, new)) in before.iter().zip(&snapshot(&m)) {
-        let decays = !(name.contains("norm") || name.contains("embed_tokens"));
-        for (o, n) in old.iter().zip(new) {
-            if decays {
-                assert!((n - o * 0.95).abs() <= 1e-6 * o.abs(), "{name}: {o} → {n}");
-            } else {
-                assert_eq!(o.to_bits(), n.to_bits(), "{name} decayed");
+    // Every base: with zero gradients only weight decay moves anything (SGD's L2 term enters
+    // its first momentum buffer whole, Lion's sign(0) is 0, Muon orthogonalises a zero matrix
+    // to zero), so θ ← θ(1 − ηλ) = 0.95 θ outside the no-decay group and θ inside it.
+    for base in [
+        BaseName::Adamw,
+        BaseName::Sgd,
+        BaseName::Lion,
+        BaseName::Muon,
+    ] {
+        let mut m = model(3);
+        let mut cfg = OptimConfig {
+            no_decay_groups: true,
+            ..OptimConfig::base(base)
+        };
+        cfg.adamw.iter_mut().for_each(|a| a.weight_decay = 0.5);
+        cfg.sgd.iter_mut().for_each(|s| s.weight_decay = 0.5);
+        cfg.lion.iter_mut().for_each(|l| l.weight_decay = 0.5);
+        cfg.muon.iter_mut().for_each(|m| m.weight_decay = 0.5);
+        let mut opt = Optimizer::<B>::new(&cfg, 0).unwrap();
+        let before = snapshot(&m);
+        let zeros = synthetic_gradients(&m, 0, 0.0);
+        m = opt.step(0, 0.1, 0.1, m, zeros);
+        for ((name, old), (_, new)) in before.iter().zip(&snapshot(&m)) {
+            let decays = !(name.contains("norm") || name.contains("embed_tokens"));
+            for (o, n) in old.iter().zip(new) {
+                if decays {
+                    assert!(
+                        (n - o * 0.95).abs() <= 1e-6 * o.abs(),
+                        "{base:?} {name}: {o} → {n}"
+                    );
+                } else {
+                    assert_eq!(o.to_bits(), n.to_bits(), "{base:?}: {name} decayed");
+                }
             }
         }
     }
