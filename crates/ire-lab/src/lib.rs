@@ -10,7 +10,11 @@
 //! - [`sharpness`]: Hutchinson's Tr(∇²L) and λ_max of a checkpoint's validation loss
 //!   (`ire sharpness`), recorded in `RUN/sharpness.jsonl`.
 //!
-//! A later study tool (sweeps, fitted speed-ups) belongs here too.
+//! - [`speedup`]: the study's estimators — the best lr of a grid, the baseline's fitted loss
+//!   curve and the speed-up read from it, bootstrap intervals over seeds, the paired
+//!   sign-flip test.
+//!
+//! A later study tool (sweeps) belongs here too.
 #![warn(missing_docs)]
 
 pub mod charts;
@@ -19,6 +23,7 @@ mod error;
 pub mod groups;
 pub mod mask;
 pub mod sharpness;
+pub mod speedup;
 
 pub use curves::RunCurves;
 pub use error::LabError;
