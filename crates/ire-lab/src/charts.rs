@@ -481,6 +481,7 @@ mod tests {
                 val: Vec::new(),
                 sharpness: Vec::new(),
                 setup: s.clone(),
+                seed: None,
             })
             .collect();
         RunGroup {

@@ -28,10 +28,7 @@ impl RunSetup {
     /// The setup of a run's resolved config (`None` when the folder has none or it no longer
     /// parses: the charts then leave it out of their titles).
     pub fn load(run_dir: &Path) -> Option<RunSetup> {
-        let path = run_dir.join(RUN_CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).ok()?;
-        let cfg = RunConfig::parse(&text, &path.display().to_string(), &[]).ok()?;
-        Self::of(&cfg)
+        Self::of(&saved_config(run_dir)?)
     }
 
     /// The setup of a config.
@@ -64,6 +61,14 @@ pub struct RunCurves {
     pub sharpness: Vec<SharpnessRecord>,
     /// What it trained (`None`: no readable `config.toml`).
     pub setup: Option<RunSetup>,
+    /// Its `run.seed` (`None`: no readable `config.toml`), which pairs it with another group's
+    /// run of the same seed.
+    pub seed: Option<u64>,
+}
+
+/// `RUN/config.toml` as ire wrote it (configs saved by older versions load too).
+fn saved_config(run_dir: &Path) -> Option<RunConfig> {
+    RunConfig::load_saved(&run_dir.join(RUN_CONFIG_FILE), &[]).ok()
 }
 
 impl RunCurves {
@@ -89,6 +94,7 @@ impl RunCurves {
             val,
             sharpness,
             setup: RunSetup::load(run_dir),
+            seed: saved_config(run_dir).map(|c| c.run.seed),
         })
     }
 

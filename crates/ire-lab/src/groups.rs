@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 use ire_train::checkpoint::RUN_CONFIG_FILE;
 use ire_train::metrics::MetricLine;
+use ire_train::RunConfig;
 
 use crate::curves::{first_reach, RunCurves};
 use crate::sharpness::SharpnessRecord;
+use crate::speedup::{bootstrap, paired_test, Interval, PairedTest};
 use crate::LabError;
 
 /// Seeds of one config.
@@ -225,7 +227,12 @@ fn group_key(run_dir: &Path) -> Result<String, LabError> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(format!("dir:{}", run_dir.display()));
     };
-    let mut value: toml::Value = toml::from_str(&text).map_err(|e| LabError::Config {
+    // The resolved config, so that one config saved by two versions of ire (the older `[optim]`
+    // spelling, say) is one group; the text itself when it no longer loads.
+    let resolved = RunConfig::load_saved(&path, &[])
+        .map(|c| c.to_toml())
+        .unwrap_or(text);
+    let mut value: toml::Value = toml::from_str(&resolved).map_err(|e| LabError::Config {
         key: path.display().to_string(),
         message: e.message().to_string(),
     })?;
@@ -329,6 +336,7 @@ pub fn group_table(groups: &[RunGroup]) -> String {
         "speed-up (mean curve)",
         "speed-up per seed",
         "time/step vs baseline",
+        "Δ final vs baseline, paired by seed",
     ];
     if sharp {
         header.extend(["Tr(H)", "λ_max"]);
@@ -345,6 +353,10 @@ pub fn group_table(groups: &[RunGroup]) -> String {
         cells.extend(loss_cells(g));
         cells.extend(speedup_cells(i, base, g));
         cells.push(time_cell(base, g));
+        cells.push(match (i, base) {
+            (0, _) | (_, None) => "-".into(),
+            (_, Some(b)) => paired_cell(b, g),
+        });
         if sharp {
             cells.extend(sharpness_cells(g));
         }
@@ -402,6 +414,51 @@ fn time_cell(base: Option<&RunGroup>, g: &RunGroup) -> String {
     }
 }
 
+/// The final validation losses of the runs of `g` and `base` with the same `run.seed`, as
+/// `(candidate, baseline)` pairs in seed order.
+pub fn seed_pairs(base: &RunGroup, g: &RunGroup) -> Vec<(f64, f64)> {
+    let by_seed = |r: &RunCurves| Some((r.seed?, r.final_val()?));
+    let baseline: std::collections::BTreeMap<u64, f64> =
+        base.runs.iter().filter_map(by_seed).collect();
+    let mut pairs: Vec<(u64, f64, f64)> = g
+        .runs
+        .iter()
+        .filter_map(by_seed)
+        .filter_map(|(seed, loss)| Some((seed, loss, *baseline.get(&seed)?)))
+        .collect();
+    pairs.sort_by_key(|p| p.0);
+    pairs.into_iter().map(|(_, c, b)| (c, b)).collect()
+}
+
+/// The mean paired difference of final losses against the baseline over shared seeds, its 95 %
+/// bootstrap interval (resampling the pairs) and the sign-flip test (`None` below two pairs).
+pub fn paired_difference(base: &RunGroup, g: &RunGroup) -> Option<(Interval, PairedTest)> {
+    let pairs = seed_pairs(base, g);
+    if pairs.len() < 2 {
+        return None;
+    }
+    let (cand, baseline): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+    let diffs: Vec<f64> = cand.iter().zip(&baseline).map(|(c, b)| c - b).collect();
+    let mean = |s: &[Vec<f64>]| Some(s[0].iter().sum::<f64>() / s[0].len() as f64);
+    let interval = bootstrap(&[&diffs], mean, 10_000, 0x1e5)?;
+    Some((interval, paired_test(&cand, &baseline)?))
+}
+
+/// `−0.0123 [−0.0201, −0.0040], p = 0.06 (5 seeds)`, or `-` below two shared seeds.
+fn paired_cell(base: &RunGroup, g: &RunGroup) -> String {
+    match paired_difference(base, g) {
+        Some((ci, test)) => format!(
+            "{:+.4} [{:+.4}, {:+.4}], p = {:.3} ({} seeds)",
+            ci.estimate,
+            ci.low,
+            ci.high,
+            test.p_value,
+            seed_pairs(base, g).len()
+        ),
+        None => "-".into(),
+    }
+}
+
 /// Tr(H) and λ_max at the last step every seed was measured at. Tr(H)'s ± says what it is:
 /// the spread over seeds, or one run's probe standard error.
 fn sharpness_cells(g: &RunGroup) -> [String; 2] {
@@ -436,7 +493,12 @@ fn legend(sharp: bool) -> String {
          - **speed-up**: the baseline's steps over that step (the paper's Fig. 4), on the mean \
          curve and per seed (`never`: not reached).\n\
          - **time/step vs baseline**: training seconds per step (evaluation and checkpoints \
-         excluded) over the baseline's.\n",
+         excluded) over the baseline's.\n\
+         - **Δ final vs baseline, paired by seed**: the group's final validation loss minus the \
+         baseline's run of the same `run.seed`, averaged over the shared seeds (negative: better \
+         than the baseline), with its 95 % bootstrap interval over the pairs and the exact \
+         two-sided sign-flip p-value (with n seeds it cannot go below 2/2ⁿ: 0.0625 for 5); `-` \
+         below two shared seeds.\n",
     );
     if sharp {
         out += "- **Tr(H)**: Hutchinson's trace of the validation loss's Hessian at the last step \
@@ -478,7 +540,64 @@ mod tests {
             val: val.iter().map(|&(s, l)| line("val", s, l, 0.0)).collect(),
             sharpness: Vec::new(),
             setup: None,
+            seed: None,
         }
+    }
+
+    #[test]
+    fn the_paired_column_pairs_runs_by_seed() {
+        let group = |name: &str, finals: &[(u64, f64)]| RunGroup {
+            name: name.into(),
+            runs: finals
+                .iter()
+                .map(|&(seed, loss)| RunCurves {
+                    seed: Some(seed),
+                    ..run(
+                        &format!("{name}-s{seed}"),
+                        &[(10, loss + 1.0), (20, loss)],
+                        1.0,
+                    )
+                })
+                .collect(),
+        };
+        // Seeds given in another order, one seed only in the baseline: pairs by seed.
+        let base = group(
+            "adamw",
+            &[(3, 5.0), (1, 5.2), (2, 4.9), (4, 5.1), (5, 5.05), (6, 7.0)],
+        );
+        let cand = group(
+            "admire",
+            &[(1, 5.1), (2, 4.85), (3, 4.9), (5, 4.99), (4, 5.0)],
+        );
+        let pairs = seed_pairs(&base, &cand);
+        assert_eq!(
+            pairs,
+            vec![
+                (5.1, 5.2),
+                (4.85, 4.9),
+                (4.9, 5.0),
+                (5.0, 5.1),
+                (4.99, 5.05)
+            ]
+        );
+        let (ci, test) = paired_difference(&base, &cand).unwrap();
+        assert!((ci.estimate + 0.082).abs() < 1e-12, "{ci:?}");
+        assert!(
+            ci.low <= -0.082 && -0.082 <= ci.high && ci.high < 0.0,
+            "{ci:?}"
+        );
+        assert!((test.p_value - 2.0 / 32.0).abs() < 1e-12, "{test:?}");
+        let table = group_table(&[base.clone(), cand]);
+        assert!(table.contains("-0.0820 ["), "{table}");
+        assert!(table.contains("p = 0.062 (5 seeds)"), "{table}");
+        // Below two shared seeds there is nothing to pair.
+        let one = group("lion", &[(1, 5.0)]);
+        assert!(paired_difference(&base, &one).is_none());
+        assert!(group_table(&[base, one])
+            .lines()
+            .nth(3)
+            .unwrap()
+            .ends_with("| - |"));
     }
 
     #[test]
@@ -584,7 +703,7 @@ mod tests {
         let row = table.lines().nth(2).unwrap();
         assert_eq!(
             row,
-            "| admire | 1 | 500 | 3.2500 | - | (baseline) | 1.00× | - | 1.00× \
+            "| admire | 1 | 500 | 3.2500 | - | (baseline) | 1.00× | - | 1.00× | - \
              | 80.0 ± 1.5 (probe s.e., step 500) | 7.00 |"
         );
         // The only ± left is the probes' standard error, and the legend says so.

@@ -255,6 +255,7 @@ mod tests {
             val: Vec::new(),
             sharpness: Vec::new(),
             setup: None,
+            seed: None,
         }
     }
 

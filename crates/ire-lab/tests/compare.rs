@@ -113,6 +113,7 @@ fn compare_draws_charts_and_reports_the_speedup() {
         val: vec![line(20, 3.0), line(100, 2.0)],
         sharpness: vec![],
         setup: None,
+        seed: None,
     };
     let a = RunCurves {
         name: "a".into(),
@@ -120,6 +121,7 @@ fn compare_draws_charts_and_reports_the_speedup() {
         val: vec![line(20, 2.5), line(40, 1.99), line(60, 1.9)],
         sharpness: vec![],
         setup: None,
+        seed: None,
     };
     assert_eq!(speedup(&b, &a), Some((40, 2.5)));
     assert_eq!(speedup(&a, &b), None);
