@@ -351,6 +351,110 @@ fn every_base_trains_from_its_config_file_alone_and_with_ire() {
     }
 }
 
+/// `ire sweep` on a 2 × 2 grid of a few steps, as a user runs it: every run killed by a fault
+/// mid-run, the sweep rerun resumes each from its checkpoint to the end; `--status` says where
+/// each stands; a finished sweep runs nothing again; `--emit slurm` writes an array script whose
+/// tasks are `--index I`, and `--index` runs that one run.
+#[test]
+fn a_sweep_runs_resumes_reports_and_emits_a_slurm_array() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let config = repo.join("configs/tiny-admire.toml");
+    let set: Vec<String> = SMALL.chunks(2).map(|kv| format!("{:?}", kv[1])).collect();
+    let spec = format!(
+        "config = {config:?}\ndir = \"runs/grid\"\nset = [{}, \"optim.ire.interval=2\"]\n\n\
+         [[axis]]\nvariants = {{ adamw = [\"optim.ire=false\"], admire = [] }}\n\n\
+         [[axis]]\nkey = \"run.seed\"\nname = \"s\"\nvalues = [1, 2]\n",
+        set.join(", ")
+    );
+    std::fs::write(cwd.join("grid.toml"), spec).unwrap();
+    let names = ["adamw-s1", "adamw-s2", "admire-s1", "admire-s2"];
+    // Each run is killed while writing its last checkpoint (step 6; the one at 3 stands): the
+    // sweep reports them.
+    let out = Command::new(env!("CARGO_BIN_EXE_ire"))
+        .args(["sweep", "grid.toml", "--workers", "2", "--threads", "1"])
+        .current_dir(cwd)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("IRE_FAULT", "0:6:kill")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 run(s) did not finish"), "{err}");
+    let status = ok(&ire(&["sweep", "grid.toml", "--status"], cwd));
+    for (i, name) in names.iter().enumerate() {
+        assert!(
+            status.contains(&format!("| {i} | {name} | step 3/6 |")),
+            "{status}"
+        );
+    }
+    // Rerun: each resumes from step 3 and finishes; the IRE runs refreshed their masks.
+    let rerun = ire(
+        &["sweep", "grid.toml", "--workers", "2", "--threads", "1"],
+        cwd,
+    );
+    ok(&rerun);
+    let err = String::from_utf8_lossy(&rerun.stderr);
+    for name in names {
+        assert!(
+            err.contains(&format!("{name}: resuming from step 3")),
+            "{err}"
+        );
+    }
+    let status = ok(&ire(&["sweep", "grid.toml", "--status"], cwd));
+    assert_eq!(status.matches("| finished |").count(), 4, "{status}");
+    for name in names {
+        let metrics =
+            std::fs::read_to_string(cwd.join(format!("runs/grid/{name}/metrics.jsonl"))).unwrap();
+        let steps: Vec<u64> = metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["split"] == "train")
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            [1, 2, 3, 4, 5, 6],
+            "{name}: each step once after the resume"
+        );
+        assert_eq!(
+            metrics.contains("\"mask\""),
+            name.starts_with("admire"),
+            "{name}"
+        );
+    }
+    // Finished: nothing runs again.
+    let again = ire(&["sweep", "grid.toml"], cwd);
+    assert!(ok(&again).contains("every run finished"));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr)
+            .matches("finished, skipped")
+            .count(),
+        4
+    );
+    // The Slurm array: one task per run, each `--index`.
+    let out = ok(&ire(
+        &["sweep", "grid.toml", "--emit", "slurm", "--threads", "2"],
+        cwd,
+    ));
+    assert!(out.contains("4 array tasks"), "{out}");
+    let script = std::fs::read_to_string(cwd.join("grid.sbatch")).unwrap();
+    for line in [
+        "#SBATCH --array=0-3",
+        "#SBATCH --cpus-per-task=2",
+        "--index \"$SLURM_ARRAY_TASK_ID\" --threads 2",
+    ] {
+        assert!(script.contains(line), "{line}\n{script}");
+    }
+    std::fs::remove_dir_all(cwd.join("runs/grid/admire-s1")).unwrap();
+    ok(&ire(&["sweep", "grid.toml", "--index", "2"], cwd));
+    let status = ok(&ire(&["sweep", "grid.toml", "--status"], cwd));
+    assert_eq!(status.matches("| finished |").count(), 4, "{status}");
+    let err = ire(&["sweep", "grid.toml", "--index", "4"], cwd);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--index 4: the sweep has 4 runs"));
+}
+
 #[test]
 fn init_then_score_gives_the_uniform_loss_scale() {
     let tmp = tempfile::tempdir().unwrap();

@@ -30,6 +30,8 @@ enum Command {
     Prepare(cmd::prepare::Args),
     /// Plot runs' loss curves and print the speed-up table.
     Compare(cmd::compare::Args),
+    /// Run a sweep (a base config and axes of overrides) locally, resumably, or emit a Slurm array.
+    Sweep(cmd::sweep::Args),
     /// Print a config resolved (every key, its value and meaning), or the reference of every key.
     Config(cmd::config::Args),
     /// A config's expected peak memory per device, from the shapes.
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         },
         Command::Prepare(args) => cmd::prepare::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Sweep(args) => cmd::sweep::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Config(args) => cmd::config::run(args),
         Command::Memory(args) => cmd::memory::run(args),

@@ -14,7 +14,8 @@
 //!   curve and the speed-up read from it, bootstrap intervals over seeds, the paired
 //!   sign-flip test.
 //!
-//! A later study tool (sweeps) belongs here too.
+//! - [`sweep`]: a sweep file's runs (a base config and axes of overrides) and where each
+//!   stands (`ire sweep`).
 #![warn(missing_docs)]
 
 pub mod charts;
@@ -24,6 +25,7 @@ pub mod groups;
 pub mod mask;
 pub mod sharpness;
 pub mod speedup;
+pub mod sweep;
 
 pub use curves::RunCurves;
 pub use error::LabError;

@@ -516,7 +516,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Applies one `a.b.c=value` override to a TOML tree.
+/// Applies one `a.b.c=value` override to a TOML tree; `false` for a key holding a table removes
+/// the table (`optim.ire=false`).
 fn apply_override(root: &mut toml::Value, item: &str) -> Result<(), TrainError> {
     let (key, raw) = item.split_once('=').ok_or_else(|| TrainError::Config {
         key: item.to_string(),
@@ -543,7 +544,13 @@ fn apply_override(root: &mut toml::Value, item: &str) -> Result<(), TrainError> 
         key: key.to_string(),
         message: "the parent of this key is not a table".into(),
     })?;
-    table.insert(parts[parts.len() - 1].to_string(), value);
+    let last = parts[parts.len() - 1];
+    // `table=false` removes a table (`--set optim.ire=false`: the base alone).
+    if value.as_bool() == Some(false) && table.get(last).is_some_and(toml::Value::is_table) {
+        table.remove(last);
+        return Ok(());
+    }
+    table.insert(last.to_string(), value);
     Ok(())
 }
 
@@ -634,6 +641,12 @@ mod tests {
         assert_eq!(config_error(&old, &[]).0, "optim.kappa");
         let saved = RunConfig::parse_text(&old, "saved.toml", &[], false).unwrap();
         assert_eq!(saved.optim, cfg.optim);
+        // `--set optim.ire=false` removes the table: AdmIRE's config becomes AdamW's.
+        let off = RunConfig::parse(ADMIRE, "t.toml", &["optim.ire=false".into()]).unwrap();
+        assert_eq!(off.optim, cfg.optim);
+        // A key that is not a table is set to false as before (and refused where wrong).
+        let (at, _) = config_error(ADMIRE, &["optim.base=false"]);
+        assert_eq!(at, "t.toml: optim.base");
     }
 
     #[test]

@@ -426,7 +426,8 @@ const MARKDOWN_INTRO: &str = "# Config reference
 
 A run is one TOML file with one section per component. Every key of every section is below, with
 its type or allowed values, its default and what it means; unknown keys are errors naming the key.
-`--set section.key=value` (repeatable) overrides a key of the file on the command line.
+`--set section.key=value` (repeatable) overrides a key of the file on the command line;
+`--set section.table=false` removes a table (`--set optim.ire=false`: the base without IRE).
 
 `ire config --config FILE [--set key=value …]` prints the resolved config of FILE: every key with
 the value the run will use (defaults filled in) and a comment saying what it means. That output is

@@ -10,5 +10,6 @@ pub mod prepare;
 pub mod sample;
 pub mod score;
 pub mod sharpness;
+pub mod sweep;
 pub mod toy;
 pub mod train;

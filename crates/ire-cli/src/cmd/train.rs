@@ -19,7 +19,8 @@ pub struct Args {
     /// Run config (TOML). Default: configs/tiny-admire.toml.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Override a config value, e.g. --set optim.ire.kappa=2 --set run.dir=runs/k2 (repeatable).
+    /// Override a config value, e.g. --set optim.ire.kappa=2 --set run.dir=runs/k2 (repeatable);
+    /// `--set optim.ire=false` removes a table (here: the base without IRE).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Resume the run in this directory from its newest checkpoint (uses its saved config).
