@@ -244,7 +244,7 @@ fn prepare_train_export_score_on_the_embedded_corpus() {
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
     assert_eq!(cells[2], "1", "one run: {row}");
     assert!(
-        !cells[4].contains('±') && cells[10].contains("(probe s.e., step 6)"),
+        !cells[4].contains('±') && cells[11].contains("(probe s.e., step 6)"),
         "{row}"
     );
     let written = std::fs::read_to_string(cwd.join("cmp/table.md")).unwrap();
