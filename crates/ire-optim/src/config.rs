@@ -632,10 +632,3 @@ fn validate_ire(ire: &IreConfig, base: BaseName) -> Result<(), OptimError> {
     }
     Ok(())
 }
-
-impl Default for OptimConfig {
-    /// [`OptimConfig::admire`].
-    fn default() -> Self {
-        Self::admire()
-    }
-}

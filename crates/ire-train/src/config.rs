@@ -20,7 +20,8 @@ pub struct RunConfig {
     /// Dataset and tokenizer.
     #[serde(default)]
     pub data: ire_data::DataConfig,
-    /// Optimizer (AdamW or AdmIRE) and its hyperparameters.
+    /// The base optimizer (AdamW, SGD, Lion or Muon) with its hyperparameters, and IRE on top of
+    /// it when `[optim.ire]` is present (AdamW + IRE: the paper's AdmIRE).
     pub optim: ire_optim::OptimConfig,
     /// Learning-rate schedule and the number of steps.
     pub schedule: ire_optim::ScheduleConfig,
