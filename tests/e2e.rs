@@ -382,6 +382,18 @@ fn a_sweep_runs_resumes_reports_and_emits_a_slurm_array() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4 run(s) did not finish"), "{err}");
+    // Two workers: the second run starts before the first one ends.
+    let lines: Vec<&str> = err.lines().collect();
+    let second_start = lines.iter().filter(|l| l.contains(": starting")).nth(1);
+    let second_start = lines.iter().position(|l| Some(l) == second_start).unwrap();
+    let first_end = lines
+        .iter()
+        .position(|l| l.contains("ire train exited"))
+        .unwrap();
+    assert!(
+        second_start < first_end,
+        "the workers ran one after the other:\n{err}"
+    );
     let status = ok(&ire(&["sweep", "grid.toml", "--status"], cwd));
     for (i, name) in names.iter().enumerate() {
         assert!(

@@ -1,6 +1,7 @@
 //! `ire sweep SPEC.toml`: the runs of a sweep file (`ire_lab::sweep`), each an `ire train`
-//! process of this binary — `--workers N` at a time with `--threads T` each, finished runs
-//! skipped, started ones resumed from their checkpoint; `--status` prints where each stands,
+//! process of this binary — their datasets prepared first, once each; then `--workers N` at a
+//! time with `--threads T` each, finished runs skipped, started ones resumed from their
+//! checkpoint; `--status` prints where each stands,
 //! `--index I` runs one (a Slurm array task), `--emit slurm` writes the array script.
 
 use std::collections::VecDeque;
@@ -57,12 +58,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => runs,
     };
     std::fs::create_dir_all(spec.dir.join("logs"))?;
+    prepare_data(&spec, &chosen)?;
     let queue = Mutex::new(chosen.into_iter().collect::<VecDeque<_>>());
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..args.workers.max(1) {
             s.spawn(|| {
-                while let Some(run) = queue.lock().expect("no worker panics").pop_front() {
+                loop {
+                    // The queue's lock is released before the run (a `while let` on the lock
+                    // would hold it through the run and serialise the workers).
+                    let next = queue.lock().expect("no worker panics").pop_front();
+                    let Some(run) = next else { break };
                     if let Err(e) = run_one(&spec, &run, args.threads) {
                         tracing::error!("{}: {e:#}", run.name);
                         failures
@@ -84,6 +90,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("sweep {}: every run finished", args.spec.display());
+    Ok(())
+}
+
+/// Prepares each distinct dataset of `runs` once, before any run starts (concurrent runs would
+/// otherwise race to prepare the same folder, and all but one find it locked).
+fn prepare_data(spec: &SweepSpec, runs: &[SweepRun]) -> anyhow::Result<()> {
+    let mut done = std::collections::BTreeSet::new();
+    for run in runs {
+        let cfg = RunConfig::load(&spec.config, &run.overrides)?;
+        if !done.insert(cfg.data.prepared_dir()) {
+            continue;
+        }
+        let exe = std::env::current_exe().context("the path of this ire binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["prepare", "--config"]).arg(&spec.config);
+        for o in &run.overrides {
+            cmd.args(["--set", o]);
+        }
+        let log = spec.dir.join("logs").join("prepare.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let status = cmd.stdout(file.try_clone()?).stderr(file).status()?;
+        if !status.success() {
+            bail!("ire prepare exited with {status}; log: {}", log.display());
+        }
+    }
     Ok(())
 }
 
