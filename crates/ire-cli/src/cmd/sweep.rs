@@ -45,6 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(scheduler) = &args.emit {
+        // Here, once: the array's tasks start together and would race to prepare (and a
+        // cluster's compute nodes may have no network for a download).
+        std::fs::create_dir_all(spec.dir.join("logs"))?;
+        prepare_data(&spec, &runs)?;
         return emit(scheduler, &args, &spec, runs.len());
     }
     let chosen: Vec<SweepRun> = match args.index {
@@ -195,7 +199,7 @@ fn status_table(spec: &SweepSpec, runs: &[SweepRun]) -> String {
 }
 
 /// Writes the scheduler's script for the sweep (`slurm`: `SPEC.sbatch`, an array of one task per
-/// run, each `ire sweep SPEC --index $SLURM_ARRAY_TASK_ID`).
+/// run, each `ire sweep SPEC --index $SLURM_ARRAY_TASK_ID`); the datasets are prepared before.
 fn emit(scheduler: &str, args: &Args, spec: &SweepSpec, runs: usize) -> anyhow::Result<()> {
     if scheduler != "slurm" {
         bail!("--emit {scheduler}: expected slurm");
