@@ -21,12 +21,12 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Flex, NdArray};
 use burn::prelude::*;
 use burn::tensor::ops::{BoolTensor, FloatTensor};
-use burn::tensor::{DType, TensorMetadata, TensorPrimitive};
+use burn::tensor::{DType, TensorMetadata};
 use rayon::prelude::*;
 
 use crate::adamw::{adamw_step, AdamWParams, Moments};
 use crate::flex_storage::{owned, CHUNK};
-use crate::fused_bases::{reference_lion, reference_sgd, LionStep, SgdStep};
+use crate::fused_bases::{reference_lion, reference_sgd, t, LionStep, SgdStep};
 use crate::mask::{boost, flat_mask};
 use crate::select::{HForm, Selection};
 use crate::select_cpu;
@@ -150,11 +150,6 @@ pub fn reference_masks<B: Backend>(
         .map(|h| flat_mask(h, sel.threshold).into_primitive())
         .collect();
     (sel, masks)
-}
-
-fn t<B: Backend>(p: FloatTensor<B>) -> Tensor<B, 1> {
-    let n = p.shape().num_elements();
-    Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(B::float_reshape(p, [n].into())))
 }
 
 /// The composed update: [`adamw_step`], then [`boost`] where a mask is given.

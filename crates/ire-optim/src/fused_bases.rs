@@ -48,7 +48,8 @@ pub struct LionStep {
     pub kappa: f64,
 }
 
-fn t<B: Backend>(p: FloatTensor<B>) -> Tensor<B, 1> {
+/// A tensor primitive as a flat `[n]` tensor (also the AdamW reference's, in `fused.rs`).
+pub(crate) fn t<B: Backend>(p: FloatTensor<B>) -> Tensor<B, 1> {
     let n = p.shape().num_elements();
     Tensor::from_primitive(TensorPrimitive::Float(B::float_reshape(p, [n].into())))
 }
